@@ -1,0 +1,87 @@
+"""Shared fixtures: every store/service test runs on SQLite and on the real PostgreSQL server.
+
+``make test`` starts PostgreSQL+PostGIS and sets ``URBANSEC_TEST_POSTGRES_URL``; each test gets
+its own schema there (created and dropped around the test), so tests never see each other's
+rows. Without the variable the PostgreSQL half is skipped, unless ``URBANSEC_REQUIRE_POSTGRES``
+is set (as ``make test`` does), in which case a missing server is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from urbansec.store.engine import make_engine, normalise_url
+from urbansec.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CHICAGO = SHARED_DATA / "chicago"
+SAMPLES = ROOT / "src" / "urbansec" / "samples" / "chicago"
+SAMPLE_INCIDENTS = SAMPLES / "crimes_2017_districts_01_18.csv.gz"
+
+
+def postgres_url() -> str | None:
+    url = os.environ.get("URBANSEC_TEST_POSTGRES_URL")
+    if not url and os.environ.get("URBANSEC_REQUIRE_POSTGRES"):
+        raise RuntimeError("URBANSEC_REQUIRE_POSTGRES is set but URBANSEC_TEST_POSTGRES_URL "
+                           "is not: start the server with scripts/test-services.sh")
+    return url
+
+
+def needs_shared_data(path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared data sets live in ../shared/data")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database of each kind (not migrated)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'urbansec.db'}"
+        return
+    base = postgres_url()
+    if not base:
+        pytest.skip("no PostgreSQL server (set URBANSEC_TEST_POSTGRES_URL; make test does)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(base))
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in base else "?"
+    # public stays on the path for the PostGIS types and functions
+    yield f"{base}{separator}options=-csearch_path%3D{schema},public"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Engine]:
+    """A migrated, empty database engine on SQLite and on PostgreSQL+PostGIS."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def chicago_header() -> str:
+    import gzip
+
+    with gzip.open(SAMPLE_INCIDENTS, "rt", encoding="utf-8") as handle:
+        return handle.readline().rstrip("\r\n")
+
+
+@pytest.fixture
+def chicago_lines() -> list[str]:
+    """The first 200 real data lines of the bundled sample (exact text)."""
+    import gzip
+
+    with gzip.open(SAMPLE_INCIDENTS, "rt", encoding="utf-8", newline="") as handle:
+        handle.readline()
+        return [handle.readline().rstrip("\r\n") for _ in range(200)]
