@@ -1,0 +1,85 @@
+"""Killing the process in the middle of an import leaves the database exactly as before."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, inspect, select, text
+
+from urbansec.services.imports import import_incidents, list_imports
+from urbansec.store.tables import Incident, RejectedRowRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "src" / "urbansec" / "samples" / "chicago" / "crimes_2017_districts_01_18.csv.gz"
+YEAR = ROOT.parent / "shared" / "data" / "chicago" / "crimes_2017.csv.gz"
+
+
+def snapshot(engine: Engine) -> tuple[int, int, int, str, set[str]]:
+    with engine.connect() as connection:
+        incidents = connection.execute(select(func.count()).select_from(Incident)).scalar_one()
+        rejected = connection.execute(
+            select(func.count()).select_from(RejectedRowRecord)).scalar_one()
+        checksum = connection.execute(select(
+            func.coalesce(func.sum(func.length(Incident.row_hash)), 0),
+            func.max(Incident.source_key))).one()
+    batches = len(list_imports(engine))
+    indexes = {i["name"] for i in inspect(engine).get_indexes("incidents")}
+    return incidents, rejected, batches, f"{checksum[0]}:{checksum[1]}", indexes
+
+
+@pytest.mark.slow
+def test_sigkill_mid_import_changes_nothing(db: Engine, database_url: str) -> None:
+    if not YEAR.exists():
+        pytest.skip(f"{YEAR} not found: the shared data sets live in ../shared/data")
+    import_incidents(db, [SAMPLE], "chicago")
+    before = snapshot(db)
+    db.dispose()
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "urbansec.cli", "--database", database_url,
+         "import", "incidents", str(YEAR), "--preset", "chicago"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    progressed = None
+    deadline = time.monotonic() + 120
+    for line in process.stderr:
+        # wait until well into the file: rows are being written inside the transaction
+        if "rows read" in line and int(line.split(": ")[1].split(" ")[0].replace(",", "")) \
+                >= 100_000:
+            progressed = line
+            break
+        assert time.monotonic() < deadline, "import never got going"
+    assert progressed is not None, process.communicate()
+    assert process.poll() is None, "the import finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    if db.dialect.name == "postgresql":
+        # the server notices the dead client and rolls back; wait for that backend to go
+        for _ in range(100):
+            with db.connect() as connection:
+                busy = connection.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state <> 'idle'")).scalar_one()
+            if not busy:
+                break
+            time.sleep(0.1)
+    else:
+        with db.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    assert snapshot(db) == before
+
+    # and the database is fully usable: the same import now runs to the end
+    report = import_incidents(db, [YEAR], "chicago")
+    assert report.files[0].inserted == 267_792 - 30_438
+    assert report.files[0].unchanged == 30_438
+    assert snapshot(db)[4] == before[4]  # the deferred indexes are back
