@@ -104,6 +104,11 @@ def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=_default, ensure_ascii=False, indent=2) + "\n")
 
 
+def _utc(instant: str) -> str:
+    """``2017-01-01T06:01:00Z`` -> ``2017-01-01 06:01 UTC`` (never a bare, zone-less date)."""
+    return instant[:16].replace("T", " ") + " UTC"
+
+
 def _run(action: Callable[[], None], as_json: bool) -> None:
     """Map domain errors to messages and exit codes; a traceback reaching a user is a bug."""
     try:
@@ -410,7 +415,7 @@ def incidents_count(
         share = result["located_share"]
         out.print(f"[bold]{result['total']:,}[/] incidents "
                   f"({result['located']:,} located, {share:.1%})"
-                  + (f", {result['first'][:10]} to {result['last'][:10]}"
+                  + (f", {_utc(result['first'])} to {_utc(result['last'])}"
                      if result.get("first") else ""))
         table = Table(title_justify="left")
         table.add_column("code")
@@ -482,7 +487,7 @@ def demo(
         summary = result["summary"]
         out.print(f"\n[bold]{summary['total']:,}[/] incidents, "
                   f"{summary['located_share']:.1%} located, "
-                  f"{summary['first'][:10]} to {summary['last'][:10]}")
+                  f"{_utc(summary['first'])} to {_utc(summary['last'])}")
         table = Table(title="top categories (ICCS)", title_justify="left")
         table.add_column("code")
         table.add_column("category")

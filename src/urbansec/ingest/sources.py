@@ -61,9 +61,10 @@ class SourceRow:
 class TabularFile:
     """A CSV (optionally gzipped) or GeoJSON file seen as a header plus rows of strings.
 
-    GeoJSON features are flattened to the same shape: properties become columns and a point
-    geometry becomes the ``longitude``/``latitude`` columns (in the file's CRS), so presets work
-    on either format. For GeoJSON the "line number" is the feature's 1-based position.
+    GeoJSON features are flattened to the same shape: a point geometry becomes the leading
+    ``longitude``/``latitude`` columns (in the file's CRS; the geometry wins over properties of
+    the same name) and the properties the other columns, so presets work on either format.
+    For GeoJSON the "line number" is the feature's 1-based position.
     """
 
     def __init__(self, path: Path, *, progress: ProgressCallback | None = None) -> None:
@@ -202,7 +203,9 @@ class TabularFile:
         for feature in features:
             if isinstance(feature, dict) and isinstance(feature.get("properties"), dict):
                 columns.update(dict.fromkeys(feature["properties"]))
-        self.header = [*columns, "longitude", "latitude"]
+        # The geometry columns come first so that a preset looking up "Longitude"/"Latitude"
+        # finds the feature's point, not a (possibly stale or null) property of the same name.
+        self.header = ["longitude", "latitude", *columns]
         names = list(columns)
         for number, feature in enumerate(features, start=1):
             raw = json.dumps(feature, ensure_ascii=False, separators=(",", ":"))
@@ -219,7 +222,7 @@ class TabularFile:
                     lon, lat = _as_text(coordinates[0]), _as_text(coordinates[1])
             elif geometry is not None:
                 lon = lat = "not a point"
-            yield SourceRow(number, [*values, lon, lat], raw, number)
+            yield SourceRow(number, [lon, lat, *values], raw, number)
         if self._progress is not None:
             self._progress(self.size)
 

@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from urbansec.errors import DatabaseError
@@ -30,9 +30,22 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     return current_revision(engine)
 
 
+def version_table_schema(connection: Connection) -> str | None:
+    """Where the version table lives: the schema urbansec's tables go to (PostgreSQL).
+
+    Reading "the first alembic_version on the search path" instead would mistake another
+    schema's urbansec for this one and silently use its tables.
+    """
+    if connection.dialect.name == "postgresql":
+        return connection.dialect.default_schema_name
+    return None
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        context = MigrationContext.configure(
+            connection, opts={"version_table_schema": version_table_schema(connection)})
+        return context.get_current_revision()
 
 
 def head_revision(engine: Engine) -> str | None:

@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from urbansec.config import get_settings
 from urbansec.store.engine import make_engine
+from urbansec.store.migrate import version_table_schema
 from urbansec.store.tables import Base
 
 engine = context.config.attributes.get("engine")
@@ -20,10 +21,7 @@ with engine.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
         # Keep the version table in the schema the tables go to (the first of search_path),
         # so a database holding urbansec in several schemas tracks each one separately.
-        version_table_schema=(
-            connection.dialect.default_schema_name
-            if connection.dialect.name == "postgresql" else None
-        ),
+        version_table_schema=version_table_schema(connection),
     )
     with context.begin_transaction():
         context.run_migrations()
