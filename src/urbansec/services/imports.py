@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from urbansec.errors import InputFormatError, RejectedRowsError, UrbansecError, UsageError
-from urbansec.ingest.presets import IncidentPreset, preset_for
+from urbansec.ingest.presets import ConversionStats, IncidentPreset, preset_for
 from urbansec.ingest.records import AreaCountRecord, AreaRecord, RejectedRow
 from urbansec.ingest.sources import SourceRow, TabularFile, file_format, file_sha256
 from urbansec.store import repository as repo
@@ -174,7 +174,7 @@ def _import_incident_file(
         table = TabularFile(path, progress=report_bytes)
     rows = table.rows()
     first: SourceRow | None = next(rows, None)
-    preset.stats.__init__()  # type: ignore[misc]  # fresh counters per file
+    preset.stats = ConversionStats()  # fresh counters per file
     preset.bind(table.header, label)
     writer = IncidentWriter(connection, source_id, batch_id)
     try:
@@ -331,8 +331,9 @@ def import_areas(
 # Area counts (data published per area per period)
 # --------------------------------------------------------------------------------------------
 
-AREA_COUNT_PRESETS = {
+AREA_COUNT_PRESETS: dict[str, dict[str, Any]] = {
     "berlin-atlas": {
+        "reader": "urbansec.ingest.berlin_atlas:read_berlin_atlas",
         "source": ("berlin-police-atlas", "Polizei Berlin, Kriminalitätsatlas", "Europe/Berlin",
                    "https://www.kriminalitaetsatlas.berlin.de/", "Polizei Berlin open data"),
         "area_kind": "lor-district-region",
@@ -344,8 +345,9 @@ AREA_COUNT_PRESETS = {
 def import_area_counts(
     engine: Engine, path: Path, preset_name: str, *, strict: bool = False
 ) -> ImportReport:
+    from importlib import import_module
+
     from urbansec.domain.taxonomy import CategoryMapper
-    from urbansec.ingest.berlin_atlas import read_berlin_atlas
 
     _check_paths([path])
     preset = AREA_COUNT_PRESETS.get(preset_name)
@@ -356,7 +358,8 @@ def import_area_counts(
     report = ImportReport("area-counts", preset_name, [result])
     started = time.perf_counter()
     records: list[AreaCountRecord]
-    records, rejects = read_berlin_atlas(path)
+    module, _, function = str(preset["reader"]).partition(":")
+    records, rejects = getattr(import_module(module), function)(path)
     result.rows_read = len({r.line_number for r in records}) + len(rejects)
     result.rejected = len(rejects)
     result.rejected_examples = [_example(r) for r in rejects[:20]]
