@@ -200,13 +200,13 @@ def count_incidents(engine: Engine, flt: IncidentFilter) -> dict[str, Any]:
                     by_category[row.category] = by_category.get(row.category, 0) + 1
             total = located = int(inside.sum()) if rows else 0
         else:
-            total, located = connection.execute(
-                select(func.count(), func.count(c.lon)).where(where)).one()
-            by_category = {
-                row.category: row.n for row in connection.execute(
-                    select(c.category, func.count().label("n")).where(where)
-                    .group_by(c.category))
-            }
+            # one scan: totals are the sums of the per-category counts
+            grouped = connection.execute(
+                select(c.category, func.count().label("n"), func.count(c.lon).label("located"))
+                .where(where).group_by(c.category)).all()
+            by_category = {row.category: row.n for row in grouped}
+            total = sum(row.n for row in grouped)
+            located = sum(row.located for row in grouped)
         first_last = None
         if total and not _needs_python_polygon_test(connection, area):
             first_last = connection.execute(

@@ -54,3 +54,8 @@ def deferred_incident_indexes(connection: Connection, enabled: bool = True) -> I
         for name, definition in _PG_FOREIGN_KEYS.items():
             # re-adding validates every row in one pass: integrity is checked, just later
             connection.exec_driver_sql(f"ALTER TABLE incidents ADD CONSTRAINT {name} {definition}")
+    else:
+        connection.exec_driver_sql("PRAGMA analysis_limit=2000")
+    # After a big load the planner's statistics are stale or missing: refresh them now
+    # rather than leave the first queries to guess (sampled, so cheap).
+    connection.exec_driver_sql("ANALYZE incidents")
