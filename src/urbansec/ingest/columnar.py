@@ -512,7 +512,7 @@ class _BlockConverter:
                     good[line] = False
 
         good_lines = np.flatnonzero(good)
-        accepted = _empty_table()
+        accepted: pa.Table | None = None
         if good_lines.size:
             data = block if good.all() else buf[np.repeat(good, next_starts - starts)].tobytes()
             if data.startswith(_BOM):  # pyarrow drops a leading BOM; the csv module only does
@@ -540,6 +540,8 @@ class _BlockConverter:
         early.sort()
         rejected = [RejectedRow(first_line + line, reason, lines.text(block, line))
                     for line, reason in early]
+        if accepted is None:
+            accepted = _empty_table()
         return ColumnarChunk(accepted, rejected, int((~blank).sum())), count
 
     # -- values ------------------------------------------------------------------------------

@@ -98,7 +98,9 @@ class JsonObjectTemplate:
         indices = [i for i, _ in columns]
         self._get = (itemgetter(*indices) if len(indices) > 1
                      else (lambda v: (v[indices[0]],)) if indices else (lambda v: ()))
-        self._template = "{" + ",".join(f"{name}:%s" for _, name in self.columns) + "}"
+        # a "%" in a column name must not be read as a placeholder
+        self._template = "{" + ",".join(
+            f"{name.replace('%', '%%')}:%s" for _, name in self.columns) + "}"
 
     def render(self, values: list[str]) -> str:
         picked = self._get(values)

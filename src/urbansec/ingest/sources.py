@@ -155,30 +155,35 @@ class TabularFile:
             raw_file.close()
 
     def raw_lines(self, spans: dict[int, int]) -> dict[int, str]:
-        """Exact text of the rows starting at the given lines (first line -> last line)."""
-        if not spans:
-            return {}
-        if self.format != "csv":
+        """Exact text of the rows starting at the given lines (first line -> last line).
+
+        Lines are counted exactly as the CSV reader counts them (``\n``, ``\r\n`` or a lone
+        ``\r`` ends a line), so the numbers agree with the ones rows were reported with.
+        """
+        if not spans or self.format != "csv":
             return {}
         found: dict[int, str] = {}
         raw_file, stream = self._open_binary()
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         wanted = sorted(spans)
         position = 0
         collecting: list[str] = []
         try:
-            for number, data in enumerate(stream, start=1):
+            for number, line in enumerate(text, start=1):
                 if position >= len(wanted):
                     break
                 start = wanted[position]
                 if number < start:
                     continue
-                collecting.append(data.decode("utf-8", errors="replace"))
+                collecting.append(line)
                 if number >= spans[start]:
-                    found[start] = "".join(collecting).rstrip("\r\n").lstrip("\ufeff")
+                    found[start] = "".join(collecting).rstrip("\r\n")
                     collecting = []
                     position += 1
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputFormatError(f"{self.path}: file is truncated or corrupt ({exc})") from exc
         finally:
-            stream.close()
+            text.close()
             raw_file.close()
         return found
 

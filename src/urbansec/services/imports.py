@@ -8,6 +8,7 @@ then recorded (status ``failed`` with its reason) in a transaction of its own.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -154,6 +155,73 @@ def import_incidents(
     return report
 
 
+@dataclass
+class _Block:
+    """A run of converted rows, from either reader: as tuples, or as an Arrow table."""
+
+    rows_read: int
+    rejected: list[RejectedRow]
+    tuples: list[tuple[Any, ...]] | None = None
+    columnar: Any = None  # urbansec.ingest.columnar.ColumnarChunk
+
+
+def _row_blocks(table: TabularFile, preset: IncidentPreset, label: str, chunk_rows: int
+                ) -> Iterator[_Block]:
+    """The row path: any preset, any format; rejected rows get their exact raw text."""
+    rows = table.rows()
+    first: SourceRow | None = next(rows, None)  # reads the header
+    preset.bind(table.header, label)
+    convert = preset.convert
+    block = _Block(0, [], [])
+    spans: dict[int, int] = {}
+
+    def finish(block: _Block) -> _Block:
+        # The fast CSV path keeps no raw text; fetch the exact lines of rejected rows only.
+        raw = table.raw_lines(spans)
+        block.rejected = [replace(r, raw_line=raw[r.line_number]) if r.line_number in raw
+                          else r for r in block.rejected]
+        spans.clear()
+        return block
+
+    for row in itertools.chain([first] if first is not None else [], rows):
+        block.rows_read += 1
+        converted = convert(row)
+        if type(converted) is tuple:
+            block.tuples.append(converted)  # type: ignore[union-attr]
+            if block.rows_read >= chunk_rows:
+                yield finish(block)
+                block = _Block(0, [], [])
+        else:
+            assert isinstance(converted, RejectedRow)
+            block.rejected.append(converted)
+            if row.raw is None:
+                spans[row.line_number] = row.last_line
+    yield finish(block)
+
+
+def _columnar_blocks(path: Path, preset: IncidentPreset, table: TabularFile,
+                     progress: Callable[[int], None] | None) -> Iterator[_Block] | None:
+    """The vectorised path, where one exists for this preset and file (identical results)."""
+    from urbansec.ingest.columnar import columnar_supported, read_chicago_columnar
+    from urbansec.ingest.presets import ChicagoPreset
+
+    if not isinstance(preset, ChicagoPreset) or not columnar_supported(path):
+        return None
+    expected = max(1, table.estimate_rows())
+
+    def blocks() -> Iterator[_Block]:
+        read = 0
+        for chunk in read_chicago_columnar(path, preset):
+            read += chunk.rows_read
+            if progress is not None:
+                progress(min(table.size, int(table.size * read / expected)))
+            yield _Block(chunk.rows_read, chunk.rejected, columnar=chunk)
+        if progress is not None:
+            progress(table.size)
+
+    return blocks()
+
+
 def _import_incident_file(
     connection: Connection, preset: IncidentPreset, source_id: int, path: Path,
     result: FileImport, strict: bool, chunk_rows: int, progress: ImportProgress | None,
@@ -167,50 +235,28 @@ def _import_incident_file(
                                 source_id=source_id, file_name=str(path), sha256=result.sha256,
                                 started_at=repo.now())
     result.batch_id = batch_id
-    table = TabularFile(path)
+    report_bytes = None
     if progress is not None:
         def report_bytes(done: int) -> None:
             progress(label, done, table.size, result.rows_read)
-        table = TabularFile(path, progress=report_bytes)
-    rows = table.rows()
-    first: SourceRow | None = next(rows, None)
+    table = TabularFile(path, progress=report_bytes)
     preset.stats = ConversionStats()  # fresh counters per file
-    preset.bind(table.header, label)
+    blocks = (_columnar_blocks(path, preset, table, report_bytes)
+              or _row_blocks(table, preset, label, chunk_rows))
+    rejects: list[RejectedRow] = []
     writer = IncidentWriter(connection, source_id, batch_id)
     try:
-        chunk: list[tuple[Any, ...]] = []
-        rejects: list[RejectedRow] = []
-        spans: dict[int, int] = {}
-        convert = preset.convert
-
-        def all_rows() -> Iterator[SourceRow]:
-            if first is not None:
-                yield first
-                yield from rows
-
-        for row in all_rows():
-            result.rows_read += 1
-            converted = convert(row)
-            if type(converted) is tuple:
-                chunk.append(converted)
-                if len(chunk) >= chunk_rows:
-                    if not (strict and rejects):
-                        writer.add(chunk)
-                    chunk.clear()
+        for block in blocks:
+            result.rows_read += block.rows_read
+            result.rejected += len(block.rejected)
+            room = MAX_STORED_REJECTS_STRICT - len(rejects) if strict else len(block.rejected)
+            rejects.extend(block.rejected[:room])
+            if strict and rejects:
+                continue  # all or nothing: stop writing, keep reading to report every reject
+            if block.columnar is not None:
+                writer.add_table(block.columnar.columns, block.columnar.rows)
             else:
-                assert isinstance(converted, RejectedRow)
-                result.rejected += 1
-                if not strict or len(rejects) < MAX_STORED_REJECTS_STRICT:
-                    rejects.append(converted)
-                    if row.raw is None:
-                        spans[row.line_number] = row.last_line
-        if not (strict and rejects):
-            writer.add(chunk)
-        chunk.clear()
-        # The fast path keeps no raw text; fetch the exact lines of the rejected rows only.
-        raw = table.raw_lines(spans)
-        rejects = [replace(r, raw_line=raw[r.line_number]) if r.line_number in raw else r
-                   for r in rejects]
+                writer.add(block.tuples or [])
         stats = preset.stats
         result.unlocated = stats.unlocated
         result.implausible_location = stats.implausible_location

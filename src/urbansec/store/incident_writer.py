@@ -17,10 +17,14 @@ Nothing is visible to anyone else until the caller commits.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
 from sqlalchemy import Connection, text
 
 from urbansec.ingest.records import INCIDENT_COLUMNS, IncidentTuple
@@ -113,6 +117,38 @@ class IncidentWriter:
             self._write_direct(fast)
         if len(slow) >= _SLOW_FLUSH_ROWS:
             self._flush_slow()
+
+    def add_table(self, table: pa.Table, rows: Callable[[], list[IncidentTuple]]) -> None:
+        """Write a block of converted rows given as an Arrow table (``INCIDENT_COLUMNS``).
+
+        On PostgreSQL a block of new, distinct ids goes in as one CSV ``COPY`` written by Arrow,
+        with no Python object per row; anything else (SQLite, ids seen before) takes the
+        per-row route through :meth:`add` with the tuples ``rows()`` builds.
+        """
+        if not table.num_rows:
+            return
+        keys = table.column("source_key").to_pylist()
+        if (self.dialect != "postgresql" or not self.stored.isdisjoint(keys)
+                or not self.seen.isdisjoint(keys) or len(set(keys)) != len(keys)):
+            self.add(rows())
+            return
+        self.seen.update(keys)
+        self._close_copy()  # a different COPY statement follows on this connection
+        count = table.num_rows
+        table = table.drop_columns(["line_number"])
+        table = table.add_column(0, "batch_id", pa.array(np.full(count, self.batch_id)))
+        table = table.add_column(0, "source_id", pa.array(np.full(count, self.source_id)))
+        sink = io.BytesIO()
+        # Arrow quotes strings and writes nulls as nothing: PostgreSQL's CSV convention
+        # (an unquoted empty field is NULL, "" is the empty string).
+        pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False,
+                                                      quoting_style="needed"))
+        names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
+        with self.driver.cursor() as cursor, cursor.copy(
+            f"COPY incidents ({names}) FROM STDIN (FORMAT csv)"
+        ) as copy:
+            copy.write(sink.getbuffer())
+        self.direct_inserted += count
 
     def _write_direct(self, rows: list[tuple[Any, ...]]) -> None:
         self.direct_inserted += len(rows)
