@@ -20,6 +20,7 @@ import contextlib
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,7 @@ class IncidentWriter:
         self._staged = 0
         self._copy_context: Any = None
         self._copy: Any = None
+        self._copy_format = ""
         self._cursor: Any = None
         if self.dialect == "postgresql":
             connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
@@ -121,20 +123,31 @@ class IncidentWriter:
     def add_table(self, table: pa.Table, rows: Callable[[], list[IncidentTuple]]) -> None:
         """Write a block of converted rows given as an Arrow table (``INCIDENT_COLUMNS``).
 
-        On PostgreSQL a block of new, distinct ids goes in as one CSV ``COPY`` written by Arrow,
-        with no Python object per row; anything else (SQLite, ids seen before) takes the
-        per-row route through :meth:`add` with the tuples ``rows()`` builds.
+        A block of new, distinct ids goes straight in: on PostgreSQL as CSV written by Arrow
+        into the open ``COPY``, with no Python object per row; on SQLite column lists zipped
+        into ``executemany``. A block with ids seen before takes the per-row route through
+        :meth:`add`, with the tuples ``rows()`` builds.
         """
         if not table.num_rows:
             return
         keys = table.column("source_key").to_pylist()
-        if (self.dialect != "postgresql" or not self.stored.isdisjoint(keys)
-                or not self.seen.isdisjoint(keys) or len(set(keys)) != len(keys)):
+        if (not self.stored.isdisjoint(keys) or not self.seen.isdisjoint(keys)
+                or len(set(keys)) != len(keys)):
             self.add(rows())
             return
         self.seen.update(keys)
-        self._close_copy()  # a different COPY statement follows on this connection
         count = table.num_rows
+        if self.dialect != "postgresql":
+            # columns straight into executemany: no tuple per row is built or sliced here
+            columns = [table.column(name).to_pylist() for name in DATA_COLUMNS]
+            names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
+            marks = ", ".join("?" * (len(DATA_COLUMNS) + 2))
+            cursor = self.driver.cursor()
+            cursor.executemany(f"INSERT INTO incidents ({names}) VALUES ({marks})",
+                               zip(repeat(self.source_id), repeat(self.batch_id), *columns))
+            cursor.close()
+            self.direct_inserted += count
+            return
         table = table.drop_columns(["line_number"])
         table = table.add_column(0, "batch_id", pa.array(np.full(count, self.batch_id)))
         table = table.add_column(0, "source_id", pa.array(np.full(count, self.source_id)))
@@ -143,23 +156,16 @@ class IncidentWriter:
         # (an unquoted empty field is NULL, "" is the empty string).
         pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False,
                                                       quoting_style="needed"))
-        names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
-        with self.driver.cursor() as cursor, cursor.copy(
-            f"COPY incidents ({names}) FROM STDIN (FORMAT csv)"
-        ) as copy:
-            copy.write(sink.getbuffer())
+        # One COPY stays open across blocks: psycopg sends from its own thread and the server
+        # stores rows while the next block is converted, instead of a round trip per block.
+        self._open_copy("csv").write(sink.getbuffer())
         self.direct_inserted += count
 
     def _write_direct(self, rows: list[tuple[Any, ...]]) -> None:
         self.direct_inserted += len(rows)
         if self.dialect == "postgresql":
-            if self._copy is None:
-                names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
-                self._cursor = self.driver.cursor()
-                self._copy_context = self._cursor.copy(f"COPY incidents ({names}) FROM STDIN")
-                self._copy = self._copy_context.__enter__()
-                self._prefix = (self.source_id, self.batch_id)
-            write, prefix = self._copy.write_row, self._prefix
+            self._open_copy("text")
+            write, prefix = self._copy.write_row, (self.source_id, self.batch_id)
             for row in rows:
                 write(prefix + row)
         else:
@@ -170,6 +176,19 @@ class IncidentWriter:
             cursor.executemany(f"INSERT INTO incidents ({names}) VALUES ({marks})",
                                [prefix + row for row in rows])
             cursor.close()
+
+    def _open_copy(self, fmt: str) -> Any:
+        """The COPY into incidents in ``fmt`` (text rows or CSV bytes), opened once."""
+        if self._copy is not None and self._copy_format == fmt:
+            return self._copy
+        self._close_copy()
+        names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
+        option = " (FORMAT csv)" if fmt == "csv" else ""
+        self._cursor = self.driver.cursor()
+        self._copy_context = self._cursor.copy(f"COPY incidents ({names}) FROM STDIN{option}")
+        self._copy = self._copy_context.__enter__()
+        self._copy_format = fmt
+        return self._copy
 
     def _close_copy(self) -> None:
         if self._copy_context is not None:
