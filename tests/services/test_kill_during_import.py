@@ -83,3 +83,5 @@ def test_sigkill_mid_import_changes_nothing(db: Engine, database_url: str) -> No
     assert report.files[0].inserted == 267_792 - 30_438
     assert report.files[0].unchanged == 30_438
     assert snapshot(db)[4] == before[4]  # the deferred indexes are back
+    unique = [set(u["column_names"]) for u in inspect(db).get_unique_constraints("incidents")]
+    assert {"source_id", "source_key"} in unique  # deferred during the big load, back now
