@@ -34,6 +34,10 @@ STAGING = "staging_incidents"
 # Columns copied into incidents (all but the line number, which only matters per file).
 DATA_COLUMNS = tuple(c for c in INCIDENT_COLUMNS if c != "line_number")
 _LINE = INCIDENT_COLUMNS.index("line_number")
+# What a direct write names, in this order: the batch's two ids, then the row's data.
+_TARGET = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
+_SQLITE_INSERT = (f"INSERT INTO incidents ({_TARGET}) "
+                  f"VALUES ({', '.join('?' * (len(DATA_COLUMNS) + 2))})")
 _SLOW_FLUSH_ROWS = 20_000
 
 _SQLITE_STAGING_TYPES = {"lon": "REAL", "lat": "REAL", "arrest": "INTEGER",
@@ -140,12 +144,7 @@ class IncidentWriter:
         if self.dialect != "postgresql":
             # columns straight into executemany: no tuple per row is built or sliced here
             columns = [table.column(name).to_pylist() for name in DATA_COLUMNS]
-            names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
-            marks = ", ".join("?" * (len(DATA_COLUMNS) + 2))
-            cursor = self.driver.cursor()
-            cursor.executemany(f"INSERT INTO incidents ({names}) VALUES ({marks})",
-                               zip(repeat(self.source_id), repeat(self.batch_id), *columns))
-            cursor.close()
+            self._sqlite_insert(zip(repeat(self.source_id), repeat(self.batch_id), *columns))
             self.direct_inserted += count
             return
         table = table.drop_columns(["line_number"])
@@ -169,23 +168,22 @@ class IncidentWriter:
             for row in rows:
                 write(prefix + row)
         else:
-            names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
-            marks = ", ".join("?" * (len(DATA_COLUMNS) + 2))
             prefix = (self.source_id, self.batch_id)
-            cursor = self.driver.cursor()
-            cursor.executemany(f"INSERT INTO incidents ({names}) VALUES ({marks})",
-                               [prefix + row for row in rows])
-            cursor.close()
+            self._sqlite_insert(prefix + row for row in rows)
+
+    def _sqlite_insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        cursor = self.driver.cursor()
+        cursor.executemany(_SQLITE_INSERT, rows)
+        cursor.close()
 
     def _open_copy(self, fmt: str) -> Any:
         """The COPY into incidents in ``fmt`` (text rows or CSV bytes), opened once."""
         if self._copy is not None and self._copy_format == fmt:
             return self._copy
         self._close_copy()
-        names = ", ".join(("source_id", "batch_id", *DATA_COLUMNS))
         option = " (FORMAT csv)" if fmt == "csv" else ""
         self._cursor = self.driver.cursor()
-        self._copy_context = self._cursor.copy(f"COPY incidents ({names}) FROM STDIN{option}")
+        self._copy_context = self._cursor.copy(f"COPY incidents ({_TARGET}) FROM STDIN{option}")
         self._copy = self._copy_context.__enter__()
         self._copy_format = fmt
         return self._copy
@@ -275,10 +273,9 @@ class IncidentWriter:
                 f"AND {newer.replace('i.', 'incidents.')}"
             ), params)
         if inserted:
-            names = ", ".join(DATA_COLUMNS)
             selected = ", ".join(f"s.{c}" for c in DATA_COLUMNS)
             run(text(
-                f"INSERT INTO incidents (source_id, batch_id, {names}) "
+                f"INSERT INTO incidents ({_TARGET}) "
                 f"SELECT :source_id, :batch_id, {selected} FROM {STAGING} s "
                 "WHERE NOT EXISTS (SELECT 1 FROM incidents i "
                 "WHERE i.source_id = :source_id AND i.source_key = s.source_key) "
