@@ -1,0 +1,3 @@
+from urbansec.cli import main
+
+main()
