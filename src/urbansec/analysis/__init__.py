@@ -1,0 +1,1 @@
+"""Pure spatial and temporal analysis: numpy arrays in, results out."""
