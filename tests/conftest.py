@@ -42,7 +42,11 @@ def needs_shared_data(path: Path) -> None:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database of each kind (not migrated)."""
-    if request.param == "sqlite":
+    yield from _database_url(request.param, tmp_path)
+
+
+def _database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'urbansec.db'}"
         return
     base = postgres_url()
@@ -58,6 +62,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def sample_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Engine]:
+    """The bundled Chicago sample (2017, districts 1 and 18) with district and beat
+    boundaries, imported once per database kind. Read-only: tests must not change it."""
+    from urbansec.services.imports import import_areas, import_incidents
+
+    for url in _database_url(request.param, tmp_path_factory.mktemp("sample")):
+        engine = make_engine(url)
+        upgrade(engine)
+        import_incidents(engine, [SAMPLE_INCIDENTS], "chicago")
+        import_areas(engine, SAMPLES / "police-districts.kmz", "district")
+        import_areas(engine, SAMPLES / "police-beats.kmz", "beat")
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

@@ -506,8 +506,23 @@ def demo(
         export = result["export"]
         out.print(f"\nhotspot-ready export: {export['path']} "
                   f"({export['rows']:,} located incidents, GeoJSON points, WGS84)")
+        gi = result["hotspots"]
+        classes = gi["classes"]
+        out.print(f"Gi* hot spots ({gi['grid']}, {gi['weights']} weights, "
+                  f"{gi['permutations']} permutations): "
+                  f"{classes['hot 99%']:,} cells hot at 99%, {classes['hot 95%']:,} at 95%, "
+                  f"{classes['hot 90%']:,} at 90% of {gi['cells']:,} -> {gi['geojson']}, "
+                  f"{gi['png']}")
+        patterns = result["patterns"]
+        night, slot = patterns["night"], patterns["busiest_slot"]
+        out.print(f"night-time ({night['window']}) share {night['share']:.1%}; busiest hour "
+                  f"of the week {slot['weekday']} {slot['hour']:02d}:00 -> {patterns['png']}")
 
     _run(action, as_json)
+
+
+# the analysis commands register themselves on ``app``
+from urbansec.cli import analysis as _analysis  # noqa: E402, F401
 
 
 def main() -> None:

@@ -30,6 +30,31 @@ def sample_path(name: str) -> Any:
     return files("urbansec.samples").joinpath(SAMPLE, name)
 
 
+def _assess(engine: Engine, everything: IncidentFilter, out_dir: Path) -> dict[str, Any]:
+    """The analyst's first look: Gi* hot spots and when incidents happen, as files."""
+    import numpy as np
+
+    from urbansec.render import png
+    from urbansec.services import cells
+    from urbansec.services.hotspots import GridOptions, hotspots
+    from urbansec.services.patterns import time_patterns
+
+    options = GridOptions(cell=250, within="district:1,18", boundaries="beat")
+    gi = hotspots(engine, everything, method="gi", options=options, permutations=999, seed=0)
+    cells.write_geojson(gi, out_dir / "hotspots-gi.geojson")
+    cells.write_png(gi, out_dir / "hotspots-gi.png")
+    patterns = time_patterns(engine, everything)
+    png.render_hour_weekday(out_dir / "hour-weekday.png",
+                            matrix=np.array(patterns["hour_weekday"]["counts"]),
+                            title=f"Incidents by hour and weekday ({patterns['timezone']})")
+    return {
+        "hotspots": {**gi.summary, "geojson": str(out_dir / "hotspots-gi.geojson"),
+                     "png": str(out_dir / "hotspots-gi.png")},
+        "patterns": {"night": patterns["night"], "busiest_slot": patterns["busiest_slot"],
+                     "png": str(out_dir / "hour-weekday.png")},
+    }
+
+
 def run_demo(engine: Engine, out_dir: Path, *, progress: ImportProgress | None = None
              ) -> dict[str, Any]:
     upgrade(engine)
@@ -45,6 +70,7 @@ def run_demo(engine: Engine, out_dir: Path, *, progress: ImportProgress | None =
     export = export_incidents(engine, everything, "geojson", out_dir / "incidents.geojson",
                               located_only=True)
     return {
+        **_assess(engine, everything, out_dir),
         "imports": [report.as_dict(), *areas],
         "summary": summary,
         "by_district": count_by_area(engine, everything, "district", limit=5),
