@@ -216,3 +216,45 @@ def test_area_rates_with_denominators(sample_db: Engine, tmp_path: Path,
     assert by_code["1"]["rate"] == pytest.approx(expected[1] / 80, rel=1e-6)
     assert by_code["1"]["ci_low"] < by_code["1"]["rate"] < by_code["1"]["ci_high"]
     assert by_code["2"]["count"] == 0 and by_code["2"]["rate"] is None
+
+
+UK_HEADER = ("Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,"
+             "LSOA name,Crime type,Last outcome category,Context")
+
+
+def test_month_precision_incidents_stay_out_of_hour_patterns(db: Engine, tmp_path: Path
+                                                             ) -> None:
+    from urbansec.services.imports import import_incidents
+
+    rows = [f"{i:064x},2023-0{1 + i % 3},Metropolitan Police Service,Metropolitan Police "
+            f"Service,-0.14{i % 10},51.51{i % 7},On or near Oxford Street,E01004734,"
+            "Westminster 018A,Burglary,Under investigation," for i in range(1, 31)]
+    path = tmp_path / "2023-metropolitan-street.csv"
+    path.write_text(UK_HEADER + "\n" + "\n".join(rows) + "\n")
+    import_incidents(db, [path], "uk-police")
+    result = time_patterns(db, IncidentFilter.parse())
+    assert result["events"] == 30
+    assert result["month_precision_only"] == 30
+    assert np.array(result["hour_weekday"]["counts"]).sum() == 0
+    assert result["busiest_slot"] is None
+    assert result["monthly"]["counts"] == [10, 10, 10]
+
+
+def test_rates_from_published_berlin_counts(db: Engine) -> None:
+    from urbansec.services.imports import import_area_counts
+
+    berlin = (Path(__file__).resolve().parents[3] / "shared" / "data" / "berlin-crime-atlas"
+              / "berlin_crimes_by_district.csv")
+    if not berlin.exists():
+        pytest.skip(f"{berlin} not found")
+    import_area_counts(db, berlin, "berlin-atlas")
+    frame = pd.read_csv(berlin)
+    year = int(frame["Year"].max())
+    result = area_rates(db, IncidentFilter.parse(category="burglary"),
+                        kind="lor-district-region", source="area-counts", year=year)
+    by_code = {a["code"]: a["count"] for a in result["areas"]}
+    expected = frame[frame["Year"] == year]
+    first = expected.iloc[0]
+    code = str(first["Code"])  # stored as published (no leading zero)
+    assert by_code[code] == int(first["Burglary"])
+    assert result["total"] == int(expected["Burglary"].sum())

@@ -271,8 +271,12 @@ def patterns_command(
         out.print(f"night ({night_info['window']}): {night_info['count']:,} of "
                   f"{night_info['total']:,}" + (f" ({share:.1%})" if share is not None else ""))
         slot = result["busiest_slot"]
-        out.print(f"busiest hour of the week: {slot['weekday']} {slot['hour']:02d}:00 "
-                  f"({slot['count']:,})")
+        if slot:
+            out.print(f"busiest hour of the week: {slot['weekday']} {slot['hour']:02d}:00 "
+                      f"({slot['count']:,})")
+        if result.get("month_precision_only"):
+            out.print(f"{result['month_precision_only']:,} incidents are dated to the month "
+                      "only: they count by month, not by hour or weekday")
         monthly = result["monthly"]
         months = Table(title="by month", title_justify="left")
         months.add_column("month")

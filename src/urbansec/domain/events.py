@@ -66,7 +66,9 @@ class Events:
     ``x``, ``y``: metres in ``crs`` (NaN for an unlocated incident: it still counts in time
     patterns, never on a map); ``t``: UTC instants, ``datetime64[s]``; ``category``: canonical
     category codes (``object`` array of str, ``None`` where unmapped); ``timezone``: the IANA
-    zone of the city, for local-time patterns; ``ids``: store ids when loaded from the store.
+    zone of the city, for local-time patterns; ``ids``: store ids when loaded from the store;
+    ``time_of_day_known``: False where the source gave only a month (e.g. UK police data),
+    whose times must not enter hour-of-day patterns (None: every time is exact).
     """
 
     x: np.ndarray
@@ -76,6 +78,7 @@ class Events:
     crs: str
     timezone: str = "UTC"
     ids: np.ndarray | None = None
+    time_of_day_known: np.ndarray | None = None
     _lonlat: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
                                                           compare=False)
 
@@ -84,14 +87,17 @@ class Events:
         for name in ("y", "t", "category"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"Events.{name} has {len(getattr(self, name))} entries, x {n}")
-        if self.ids is not None and len(self.ids) != n:
-            raise ValueError("Events.ids must have one entry per event")
+        for name in ("ids", "time_of_day_known"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Events.{name} must have one entry per event")
 
     @classmethod
     def from_lonlat(
         cls, lon: Sequence[float] | np.ndarray, lat: Sequence[float] | np.ndarray,
         t: Sequence[object] | np.ndarray, category: Sequence[object] | np.ndarray | None = None,
         *, crs: str | None = None, timezone: str = "UTC", ids: np.ndarray | None = None,
+        time_of_day_known: np.ndarray | None = None,
     ) -> Events:
         """Project WGS84 points into ``crs`` (default: the UTM zone of the points' median)."""
         lon_a = np.asarray(lon, dtype=float)
@@ -108,7 +114,8 @@ class Events:
         categories = (np.full(lon_a.shape, None, dtype=object) if category is None
                       else np.asarray(category, dtype=object))
         return cls(x=x, y=y, t=np.asarray(t, dtype="datetime64[s]"), category=categories,
-                   crs=crs, timezone=timezone, ids=ids, _lonlat=(lon_a, lat_a))
+                   crs=crs, timezone=timezone, ids=ids, time_of_day_known=time_of_day_known,
+                   _lonlat=(lon_a, lat_a))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -124,7 +131,9 @@ class Events:
                   else (self._lonlat[0][mask], self._lonlat[1][mask]))
         return Events(x=self.x[mask], y=self.y[mask], t=self.t[mask],
                       category=self.category[mask], crs=self.crs, timezone=self.timezone,
-                      ids=None if self.ids is None else self.ids[mask], _lonlat=lonlat)
+                      ids=None if self.ids is None else self.ids[mask],
+                      time_of_day_known=None if self.time_of_day_known is None
+                      else self.time_of_day_known[mask], _lonlat=lonlat)
 
     def only_located(self) -> Events:
         return self.subset(self.located)

@@ -54,13 +54,13 @@ def load_events_with_codes(engine: Engine, flt: IncidentFilter, area_kind: str |
         occurred = type_coerce(c.occurred_at, String) if sqlite else c.occurred_at
         rows = connection.execute(
             select(c.id, c.lon, c.lat, occurred.label("occurred_at"), c.category, c.source_id,
-                   code)
+                   c.time_precision, code)
             .where(where).order_by(c.occurred_at, c.id)
         ).all()
         zones = dict(connection.execute(select(SOURCES.c.id, SOURCES.c.timezone)).all())
         polygon_test = _needs_python_polygon_test(connection, area)
     frame = pd.DataFrame(rows, columns=["id", "lon", "lat", "occurred_at", "category",
-                                        "source_id", "code"])
+                                        "source_id", "time_precision", "code"])
     if polygon_test and len(frame):
         assert area is not None
         lon = frame["lon"].to_numpy(float)
@@ -77,7 +77,8 @@ def load_events_with_codes(engine: Engine, flt: IncidentFilter, area_kind: str |
     events = Events.from_lonlat(
         frame["lon"].to_numpy(float), frame["lat"].to_numpy(float), t_utc,
         frame["category"].to_numpy(object), crs=crs, timezone=timezone,
-        ids=frame["id"].to_numpy(np.int64))
+        ids=frame["id"].to_numpy(np.int64),
+        time_of_day_known=(frame["time_precision"] != "month").to_numpy(bool))
     return events, frame["code"].to_numpy(object)
 
 

@@ -48,7 +48,14 @@ def time_patterns(engine: Engine, flt: IncidentFilter, *, night: str = "22:00-06
         start = datetime.combine(start, datetime.min.time())
     if not isinstance(end, datetime):
         end = datetime.combine(end, datetime.min.time())
-    hw = temporal.hour_weekday(local, period=(start, end), tz=tz)
+    # a month-precision time (UK police data) says nothing about the hour or weekday: it
+    # counts in the monthly series only, never piled up at midnight on the 1st
+    exact = (events.time_of_day_known if events.time_of_day_known is not None
+             else np.ones(local.size, dtype=bool))
+    month_only = int((~exact).sum())
+    if month_only:
+        result["month_precision_only"] = month_only
+    hw = temporal.hour_weekday(local[exact], period=(start, end), tz=tz)
     result["period_local"] = {"start": start.isoformat(), "end": end.isoformat()}
     result["hour_weekday"] = {
         "weekdays": list(WEEKDAYS), "hours": list(range(24)),
@@ -62,7 +69,8 @@ def time_patterns(engine: Engine, flt: IncidentFilter, *, night: str = "22:00-06
     night_start, _, night_end = night.partition("-")
     if not night_end:
         raise UsageError(f"--night {night!r}: use START-END in local time, e.g. 22:00-06:00")
-    share = temporal.night_share(local, start=night_start.strip(), end=night_end.strip())
+    share = temporal.night_share(local[exact], start=night_start.strip(),
+                                 end=night_end.strip())
     result["night"] = {
         "window": night, "count": int(share.night), "total": int(share.total),
         "share": None if share.total == 0 else round(float(share.share), 4),
@@ -86,7 +94,8 @@ def time_patterns(engine: Engine, flt: IncidentFilter, *, night: str = "22:00-06
         monthly["seasonality"] = series.reason
     result["monthly"] = monthly
     busiest = np.unravel_index(int(np.argmax(hw.counts)), np.asarray(hw.counts).shape)
-    result["busiest_slot"] = {"weekday": WEEKDAYS[busiest[0]], "hour": int(busiest[1]),
-                              "count": int(np.asarray(hw.counts)[busiest])}
+    result["busiest_slot"] = None if hw.total == 0 else {
+        "weekday": WEEKDAYS[busiest[0]], "hour": int(busiest[1]),
+        "count": int(np.asarray(hw.counts)[busiest])}
     result["generated_at"] = datetime.now(UTC).isoformat()
     return result
