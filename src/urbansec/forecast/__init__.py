@@ -1,0 +1,1 @@
+"""Forecasting where risk will be next: models in the estimator idiom, metrics, backtests."""
