@@ -388,3 +388,18 @@ def test_bad_bar_series_are_usage_errors(tmp_path: Path, labels: list, values: l
     with pytest.raises(UsageError, match=match):
         render_bar_series(tmp_path / "x.png", labels=labels, values=values, title="t",
                           ylabel="y")
+
+
+def test_render_curves_writes_a_png_and_checks_lengths(tmp_path: Path) -> None:
+    from urbansec.render.png import render_curves
+
+    x = np.linspace(0, 1, 11)
+    path = render_curves(tmp_path / "curves.png", x=x, series={"a": x**0.5, "b": x},
+                         title="hit rate", xlabel="area", ylabel="hits", diagonal=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UsageError, match="3 values for 11"):
+        render_curves(tmp_path / "bad.png", x=x, series={"a": [1, 2, 3]}, title="t",
+                      xlabel="x", ylabel="y")
+    with pytest.raises(UsageError):
+        render_curves(tmp_path / "none.png", x=x, series={}, title="t", xlabel="x",
+                      ylabel="y")

@@ -15,6 +15,7 @@ from urbansec.render.png import (
     legend_entries,
     render_bar_series,
     render_cell_map,
+    render_curves,
     render_hour_weekday,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "legend_entries",
     "render_bar_series",
     "render_cell_map",
+    "render_curves",
     "render_hour_weekday",
 ]

@@ -486,6 +486,56 @@ def render_bar_series(
     return _save(fig, path)
 
 
+def render_curves(
+    path: str | os.PathLike[str],
+    *,
+    x: Sequence[float] | np.ndarray,
+    series: dict[str, Sequence[float] | np.ndarray],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    subtitle: str = "",
+    diagonal: bool = False,
+    percent: bool = True,
+) -> Path:
+    """Write line curves sharing one x axis (e.g. hit rate against area flagged per model).
+
+    ``diagonal`` draws the y = x line of a forecast no better than chance; ``percent`` labels
+    both axes as percentages of shares in [0, 1]. Raises UsageError on empty or mismatched
+    input.
+    """
+    xs = _as_float_array(x, "x").ravel()
+    if xs.size == 0 or not series:
+        raise UsageError("no curves to draw")
+    fig_w, plot_h = 7.5, 4.6
+    header_lines, header_in = _header_layout(title, subtitle, fig_w)
+    fig_h = header_in + plot_h + 0.7
+    fig = Figure(figsize=(fig_w, fig_h), dpi=_DPI, facecolor="white")
+    FigureCanvasAgg(fig)
+    left_in = 0.95
+    _draw_header(fig, header_lines, left_in / fig_w)
+    ax = fig.add_axes((left_in / fig_w, 0.6 / fig_h, (fig_w - left_in - 0.3) / fig_w,
+                       plot_h / fig_h))
+    for name, values in series.items():
+        ys = _as_float_array(values, f"series {name!r}").ravel()
+        if ys.size != xs.size:
+            raise UsageError(f"series {name!r} has {ys.size} values for {xs.size} x values")
+        ax.plot(xs, ys, linewidth=1.8, label=str(name), zorder=3)
+    if diagonal:
+        ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1, label="chance")
+    if percent:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:g}%"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:g}%"))
+    ax.set_xlabel(xlabel, fontsize=9.5)
+    ax.set_ylabel(ylabel, fontsize=9.5)
+    ax.tick_params(labelsize=8.5)
+    ax.grid(color="#e6e6e6", linewidth=0.8, zorder=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(fontsize=8.5, frameon=False, loc="lower right")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 
