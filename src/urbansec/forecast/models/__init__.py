@@ -8,13 +8,14 @@ from __future__ import annotations
 from urbansec.forecast.base import ForecastModel
 from urbansec.forecast.models.baselines import HistoricalAverage, Naive
 from urbansec.forecast.models.kernel import KDEForecast, ProspectiveHotspot
+from urbansec.forecast.models.sepp import SEPP
 
 MODELS: dict[str, type[ForecastModel]] = {
     "naive": Naive,
     "historical": HistoricalAverage,
     "kde": KDEForecast,
     "prospective": ProspectiveHotspot,
-    # SEPP (engineer H): add its import above and its entry on this line.
+    "sepp": SEPP,
 }
 
-__all__ = ["MODELS", "HistoricalAverage", "KDEForecast", "Naive", "ProspectiveHotspot"]
+__all__ = ["MODELS", "SEPP", "HistoricalAverage", "KDEForecast", "Naive", "ProspectiveHotspot"]
