@@ -445,3 +445,177 @@ def areas_command(
         out.print(table)
 
     _run(action, as_json)
+
+
+# --------------------------------------------------------------------------------------------
+# forecast
+# --------------------------------------------------------------------------------------------
+
+
+@app.command("forecast")
+def forecast_command(
+    model: Annotated[str, typer.Option("--model", help="naive, historical, kde, prospective "
+                                                        "or sepp.")] = "sepp",
+    horizon: Annotated[str, typer.Option("--horizon", help="1d, 7d, 12h, 2w ...")] = "7d",
+    origin: Annotated[str | None, typer.Option(
+        "--origin", help="Forecast start, YYYY-MM-DD local day or ISO time (default: the day "
+                         "after the last incident).")] = None,
+    train_days: Annotated[float, typer.Option("--train-days", help="Training window, days.")
+                          ] = 365.0,
+    top: Annotated[float, typer.Option("--top", help="Share of cells flagged, e.g. 0.05.")
+                   ] = 0.05,
+    cell: CellOption = 250.0, hex_resolution: HexOption = None,
+    within: WithinOption = None, boundaries: BoundariesOption = None,
+    out_path: OutOption = None, png: PngOption = None, csv_path: CsvOption = None,
+    category: CategoryOption = None, bbox: BboxOption = None, area: AreaOption = None,
+    source: SourceOption = None, as_json: JsonFlag = False,
+) -> None:
+    """Where risk will be next: one model's risk per cell for the coming horizon."""
+
+    def action() -> None:
+        from urbansec.services.forecast import forecast, parse_origin
+        from urbansec.services.hotspots import GridOptions
+
+        flt = _filter(category, None, None, bbox, area, source)
+        engine = _ready_engine()
+        options = GridOptions(cell=cell, hex_resolution=hex_resolution, within=within,
+                              boundaries=boundaries)
+        with _working(f"fitting {model}", as_json):
+            result = forecast(engine, flt, model=model, horizon=horizon,
+                              origin=parse_origin(engine, origin), train_days=train_days,
+                              options=options, top=top)
+            written = _write_outputs(result, out_path, png, csv_path)
+        summary = {**result.summary, "written": written}
+        if as_json:
+            _print_json(summary)
+            return
+        out.print(f"[bold]{result.title}[/]")
+        out.print(f"trained on {summary['training_events']:,} incidents of the "
+                  f"{summary['training_window_days']:g} days before {summary['origin'][:16]} "
+                  f"UTC; {summary['cells']:,} cells; {summary['flagged_cells']:,} flagged "
+                  f"(top {top:.0%})")
+        if summary["fitted"]:
+            out.print("fitted: " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in summary["fitted"].items()))
+        if summary["expected_events"] is not None:
+            out.print(f"expected incidents over the horizon: {summary['expected_events']:,.1f}")
+        out.print(_cell_table(result, "risk", "riskiest cells",
+                              columns=("risk", "rank", "training_count")))
+        for kind, path in written.items():
+            out.print(f"wrote {kind}: {path}")
+
+    _run(action, as_json)
+
+
+@app.command("backtest")
+def backtest_command(
+    models: Annotated[str, typer.Option("--models", help="Comma list, e.g. "
+                                                         "naive,historical,kde,prospective,sepp")
+                      ] = "naive,historical,kde,prospective,sepp",
+    horizon: Annotated[str, typer.Option("--horizon", help="1d, 7d ...")] = "1d",
+    step: Annotated[str | None, typer.Option("--step", help="Between origins (default: the "
+                                                            "horizon).")] = None,
+    train_days: Annotated[float, typer.Option("--train-days", help="Training window, days.")
+                          ] = 365.0,
+    coverage: Annotated[str, typer.Option("--coverage", help="Percent of cells flagged.")
+                        ] = "1,2,5,10",
+    refit_every: Annotated[int, typer.Option(
+        "--refit-every", help="Full fit every N folds; warm updates in between.")] = 1,
+    bias_by: Annotated[str | None, typer.Option(
+        "--bias-by", help="Area kind for the bias check (default district).")] = "district",
+    seed: SeedOption = 0, cell: CellOption = 250.0, hex_resolution: HexOption = None,
+    within: WithinOption = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Hit-rate curves PNG.")] = None,
+    category: CategoryOption = None, start: FromOption = None, end: ToOption = None,
+    bbox: BboxOption = None, area: AreaOption = None, source: SourceOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rolling-origin backtest: hit rate, PAI, PEI, PEI* per model against historical."""
+
+    def action() -> None:
+        from urbansec.services.forecast import backtest, parse_coverages
+        from urbansec.services.hotspots import GridOptions
+
+        flt = _filter(category, start, end, bbox, area, source)
+        options = GridOptions(cell=cell, hex_resolution=hex_resolution, within=within)
+        with _fold_progress(as_json) as progress:
+            result = backtest(_ready_engine(), flt, models=models.split(","), horizon=horizon,
+                              step=step, train_days=train_days,
+                              coverages=parse_coverages(coverage), options=options, seed=seed,
+                              refit_every=refit_every, bias_kind=bias_by, progress=progress)
+        if png is not None:
+            import numpy as np
+
+            from urbansec.render import png as render
+
+            curve = result["curve"]
+            render.render_curves(
+                png, x=np.array(curve["area_share"]),
+                series={m: np.array([np.nan if v is None else v for v in values])
+                        for m, values in curve["hit_rate"].items()},
+                title=f"Hit rate against area flagged · {result['folds']} folds of "
+                      f"{result['horizon_days']:g} days", diagonal=True,
+                xlabel="share of cells flagged", ylabel="share of incidents in flagged cells")
+            result["written"] = {"png": str(png)}
+        if as_json:
+            _print_json(result)
+            return
+        _print_backtest(result)
+
+    _run(action, as_json)
+
+
+@contextmanager
+def _fold_progress(as_json: bool) -> Iterator[Any]:
+    """A progress bar over the folds on a terminal; nothing for pipes and --json."""
+    if as_json or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("[bold]backtest"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("folds", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_backtest(result: dict[str, Any]) -> None:
+    out.print(f"[bold]backtest[/] {result['folds']} folds of {result['horizon_days']:g} days "
+              f"from {result['first_origin'][:10]}, training {result['train_days']:g} days, "
+              f"{result['grid']} ({result['cells']:,} cells), {result['events']:,} incidents")
+    for note in result.get("notes", []):
+        out.print(f"  note: {note}")
+    table = Table(title="mean over folds [95% bootstrap interval]; diff vs historical "
+                        "(* = interval above 0)", title_justify="left")
+    for name in ("model", "metric", "coverage", "mean", "interval", "diff vs historical"):
+        table.add_column(name, justify="left" if name in ("model", "metric") else "right")
+
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for row in result["rows"]:
+        diff = row.get("diff_vs_historical")
+        mark = "*" if row.get("better") else ""
+        table.add_row(row["model"], row["metric"],
+                      "-" if row["coverage"] is None else f"{row['coverage']:g}%",
+                      num(row["mean"]), f"[{num(row['low'])}, {num(row['high'])}]",
+                      "" if diff is None else f"{diff:+.3f}{mark}")
+    out.print(table)
+    bias = result["bias"]
+    out.print(f"\n[bold]bias check[/] at {bias['coverage']:g}% flagged"
+              + (f", by {bias['by']}" if bias["by"] else ""))
+    for name, report in bias["models"].items():
+        out.print(f"[bold]{name}[/]: {report['describe']}", highlight=False)
+    if "written" in result:
+        out.print(f"wrote png: {result['written']['png']}")

@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Engine, String, null, select, type_coerce
+from sqlalchemy import Engine, String, func, null, select, type_coerce
 
 from urbansec.domain.events import Events
 from urbansec.errors import NotFoundError
@@ -157,3 +157,16 @@ def assign_areas(engine: Engine, events: Events, codes: np.ndarray, kind: str) -
     out[index[point_i[first]]] = np.array([boundaries[a].code for a in area_i[first]],
                                           dtype=object)
     return out
+
+
+def city_timezone(engine: Engine) -> str:
+    """The time zone of the sources most incidents come from (UTC when none is known)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(SOURCES.c.timezone, func.count(INCIDENTS.c.id))
+            .select_from(SOURCES.join(INCIDENTS, INCIDENTS.c.source_id == SOURCES.c.id))
+            .group_by(SOURCES.c.timezone).order_by(func.count(INCIDENTS.c.id).desc())).all()
+    for timezone, _ in rows:
+        if timezone:
+            return str(timezone)
+    return "UTC"
