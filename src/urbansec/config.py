@@ -23,6 +23,31 @@ class Settings(BaseSettings):
     # Rows handed to the database per round trip while importing; bounds memory, not correctness.
     import_chunk_rows: int = 20_000
 
+    # --- API server (urbansec serve) -------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: list[str] = Field(default_factory=list)  # e.g. ["https://city.example"]
+    max_body_bytes: int = 6 * 1024 * 1024  # whole request, photo included
+    max_photo_bytes: int = 5 * 1024 * 1024
+    access_token_minutes: int = 30
+    refresh_token_days: int = 14
+    # anonymous report submissions allowed per client (IP) per window
+    report_rate_limit: int = 30
+    report_rate_window_seconds: int = 60
+
+    # --- privacy -----------------------------------------------------------------------------
+    # aggregates below this count are suppressed in anything a viewer or the public sees
+    k_anonymity: int = 5
+    # cell size (metres) to which public locations are generalised, at least
+    public_cell_m: float = 250.0
+    # reporters' contact details are erased this many days after the report
+    contact_retention_days: int = 180
+
+    # --- Open311 GeoReport v2 ----------------------------------------------------------------
+    open311_jurisdiction_id: str = "urbansec.local"
+    # POST /requests needs an api_key when true (as the deployment configures)
+    open311_require_api_key: bool = False
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

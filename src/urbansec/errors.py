@@ -49,3 +49,36 @@ class DatabaseError(UrbansecError):
 
     http_status = 503
     code = "database"
+
+
+class AuthenticationError(UrbansecError):
+    """No credentials, or credentials that are wrong, expired or revoked."""
+
+    http_status = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(UrbansecError):
+    """Known caller, not allowed to do this."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class ConflictError(UrbansecError):
+    """The request clashes with the current state (a duplicate, a wrong status)."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(UrbansecError):
+    http_status = 413
+    code = "payload_too_large"
+
+
+class RateLimitedError(UrbansecError):
+    """Too many requests from one client; ``details["retry_after"]`` says when to retry."""
+
+    http_status = 429
+    code = "rate_limited"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, inspect, text
 
+from urbansec.store import collaboration  # noqa: F401 - its tables are on Base too
 from urbansec.store.engine import make_engine
 from urbansec.store.migrate import current_revision, head_revision, upgrade
 from urbansec.store.tables import Base

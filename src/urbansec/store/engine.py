@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,7 +59,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # a transaction that reads then writes (the audit chain, a moderation) takes the write
+        # lock up front, so concurrent writers queue (busy_timeout) instead of failing
+        immediate = connection.get_execution_options().get("sqlite_immediate")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @lru_cache(maxsize=8)
@@ -70,6 +73,17 @@ def engine_for(url: str) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write: commits at the end, or rolls back.
+
+    On SQLite it begins IMMEDIATE (the write lock at once, waiting up to busy_timeout), so
+    read-then-write work from concurrent requests never fails half-way."""
+    with engine.connect().execution_options(sqlite_immediate=True) as connection, \
+            connection.begin():
+        yield connection
 
 
 @contextmanager

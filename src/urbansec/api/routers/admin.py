@@ -1,0 +1,5 @@
+"""admin routes (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

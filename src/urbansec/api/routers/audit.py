@@ -1,0 +1,5 @@
+"""audit routes (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

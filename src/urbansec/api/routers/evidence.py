@@ -1,0 +1,5 @@
+"""evidence routes (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""reports routes (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

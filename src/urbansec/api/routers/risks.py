@@ -1,0 +1,5 @@
+"""risks routes (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
