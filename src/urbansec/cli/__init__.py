@@ -522,6 +522,7 @@ def demo(
 
 
 # the analysis commands register themselves on ``app``
+from urbansec.cli import admin as _admin  # noqa: E402, F401
 from urbansec.cli import analysis as _analysis  # noqa: E402, F401
 
 
