@@ -524,6 +524,7 @@ def demo(
 # the analysis commands register themselves on ``app``
 from urbansec.cli import admin as _admin  # noqa: E402, F401
 from urbansec.cli import analysis as _analysis  # noqa: E402, F401
+from urbansec.cli import privacy as _privacy  # noqa: E402, F401
 
 
 def main() -> None:
