@@ -525,6 +525,7 @@ def demo(
 from urbansec.cli import admin as _admin  # noqa: E402, F401
 from urbansec.cli import analysis as _analysis  # noqa: E402, F401
 from urbansec.cli import privacy as _privacy  # noqa: E402, F401
+from urbansec.cli import serve as _serve  # noqa: E402, F401
 
 
 def main() -> None:
