@@ -25,7 +25,12 @@ How to read the table: "Seconds" is wall-clock time, "Rows/s" rows read (imports
 exported (exports) per second, "Peak RSS" the child process's maximum resident memory
 (``ru_maxrss``) including the interpreter and its imports (some 85-125 MB of it is there
 before any work; the JSON has that figure as ``rss_at_start_mb``). On PostgreSQL, RSS is the
-client only: the server's memory is not counted, for urbansec or for the baseline.
+client only: the server's memory is not counted, for urbansec or for the baseline. On SQLite
+urbansec converts big files in a forked child process: its peak RSS is reported beside
+(``child_peak_rss_mb``), and so is the peak memory of both processes together
+(``peak_pss_all_mb``: PSS sampled every 50 ms, which counts the pages they share once; adding
+their RSS would count those twice). The 3-year memory goal is checked against the larger of
+the import process's RSS and that combined figure.
 
 PostgreSQL comes from ``--postgres URL`` or ``URBANSEC_TEST_POSTGRES_URL`` (``make bench``
 starts a server and sets it); every measurement gets its own schema ``bench_<random>``, dropped
@@ -79,9 +84,58 @@ def data_path(year: int) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
+def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     # KiB on Linux (bytes on macOS, where this benchmark is not calibrated)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
+
+
+class _PssSampler:
+    """Peak memory of this process and its children together, sampled every 50 ms while it
+    has children (alone, ``ru_maxrss`` says it exactly).
+
+    The SQLite import converts big files in a forked child process. RSS figures of the two
+    cannot be added up (the child shares most of its pages with the parent, and RSS counts a
+    shared page in full in each); PSS (proportional set size) counts every page once, split
+    among the processes sharing it, so the sum over the processes is the memory they use
+    together. Linux only (reads /proc); elsewhere, or with no child, ``peak_mb`` stays None.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if Path("/proc/self/smaps_rollup").exists():
+            self._thread.start()
+
+    @staticmethod
+    def _pss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1])
+        except OSError:  # the child has just ended
+            pass
+        return 0
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.05):
+            try:
+                children = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+            except OSError:
+                children = []
+            if children:  # (reading smaps costs the kernel a walk of the process's pages)
+                total = self._pss_kib(me) + sum(self._pss_kib(int(pid)) for pid in children)
+                self.peak_mb = max(self.peak_mb or 0.0, round(total / 1024, 1))
+
+    def stop(self) -> float | None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+        return self.peak_mb
 
 
 def _urbansec_import(url: str, paths: list[Path]) -> dict[str, Any]:
@@ -96,10 +150,13 @@ def _urbansec_import(url: str, paths: list[Path]) -> dict[str, Any]:
     started = time.perf_counter()
     upgrade(engine)
     migrate_seconds = time.perf_counter() - started
+    sampler = _PssSampler()
     started = time.perf_counter()
     report = import_incidents(engine, paths, "chicago")
     seconds = time.perf_counter() - started
+    peak_pss = sampler.stop()
     peak = _peak_rss_mb()
+    child_peak = _peak_rss_mb(resource.RUSAGE_CHILDREN)
     with engine.connect() as connection:
         stored = connection.execute(text("SELECT count(*) FROM incidents")).scalar_one()
     engine.dispose()
@@ -110,6 +167,7 @@ def _urbansec_import(url: str, paths: list[Path]) -> dict[str, Any]:
         "stored": stored, "status": report.status,
         "seconds": round(seconds, 3), "migrate_seconds": round(migrate_seconds, 3),
         "peak_rss_mb": peak, "rss_at_start_mb": start_rss,
+        "child_peak_rss_mb": child_peak or None, "peak_pss_all_mb": peak_pss,
     }
 
 
@@ -336,8 +394,14 @@ def summarise(results: dict[str, Any], postgres: str | None, quick: bool) -> dic
                                       "met": ratio >= goal}
         three = results.get(f"{db}/urbansec/3y")
         if three and "error" not in three:
-            summary[f"{db}/rss_3y"] = {"value": three["peak_rss_mb"], "goal": RSS_GOAL_MB,
-                                       "met": three["peak_rss_mb"] < RSS_GOAL_MB}
+            # the import process's own peak RSS, and, where a conversion process ran beside
+            # it, the peak of their memory together (PSS, see _PssSampler)
+            together = three.get("peak_pss_all_mb") if three.get("child_peak_rss_mb") else None
+            value = max(three["peak_rss_mb"], together or 0.0)
+            summary[f"{db}/rss_3y"] = {"value": value, "goal": RSS_GOAL_MB,
+                                       "met": value < RSS_GOAL_MB,
+                                       "import_process_rss": three["peak_rss_mb"],
+                                       "with_conversion_process_pss": together}
         q1, q3 = results.get(f"{db}/queries/1y"), results.get(f"{db}/queries/3y")
         if q1 and q3 and "error" not in q1 and "error" not in q3:
             for name, rows_key in (("count", "total"), ("export", "rows")):
@@ -385,8 +449,16 @@ def render(results: dict[str, Any], summary: dict[str, Any], postgres: str | Non
                       num(_rate(result["rows"], result["seconds"])),
                       num(result["peak_rss_mb"]), note)
 
+    def child_note(key: str) -> str:
+        result = results.get(key) or {}
+        if not result.get("child_peak_rss_mb") or result.get("peak_pss_all_mb") is None:
+            return ""
+        return (f"+ conversion process {result['child_peak_rss_mb']:.0f} MB RSS; "
+                f"both together {result['peak_pss_all_mb']:.0f} MB PSS")
+
     for db, label in dbs:
-        import_row("urbansec import_incidents, 2017", db, label, f"{db}/urbansec/1y")
+        import_row("urbansec import_incidents, 2017", db, label, f"{db}/urbansec/1y",
+                   child_note(f"{db}/urbansec/1y"))
         pandas = results.get(f"{db}/pandas/1y") or {}
         note = (f"read_csv {pandas['read_csv_seconds']:.1f} s + to_sql "
                 f"{pandas['to_sql_seconds']:.1f} s" if "read_csv_seconds" in pandas else "")
@@ -404,6 +476,8 @@ def render(results: dict[str, Any], summary: dict[str, Any], postgres: str | Non
         for db, label in dbs:
             rss = summary.get(f"{db}/rss_3y")
             note = verdict(rss, f"goal RSS < {RSS_GOAL_MB:.0f} MB") if rss else ""
+            if child_note(f"{db}/urbansec/3y"):
+                note = f"{child_note(f'{db}/urbansec/3y')}; {note}"
             import_row("urbansec import_incidents, 2015-2017 (one call)", db, label,
                        f"{db}/urbansec/3y", note)
     table.add_section()

@@ -304,3 +304,189 @@ def test_source_columns_are_all_kept(db: Engine, chicago_header: str,
     assert row.location_description == values["Location Description"]
     assert row.address == values["Block"]
     assert row.lat == float(values["Latitude"]) and row.lon == float(values["Longitude"])
+
+
+# --------------------------------------------------------------------------------------------
+# Big files: conversion in a child process, binary COPY on PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+
+def _dirty_file(tmp_path: Path, header_text: str, lines: list[str], *,
+                repeated_id: bool = True) -> Path:
+    """Good rows, every kind of rejection, unlocated and unmapped rows, a repeated id (which
+    sends its whole block through the per-row writer)."""
+    header = fields(header_text)
+    rows = [fields(line) for line in lines]
+    rows[3][header.index("Date")] = "13/45/2017 10:00:00 PM"
+    rows[4][header.index("Latitude")] = "north"
+    rows[5][header.index("Arrest")] = "maybe"
+    rows[6][header.index("Latitude")] = rows[6][header.index("Longitude")] = ""
+    rows[7][header.index("Primary Type")] = "JAYWALKING"
+    rows[8][header.index("Latitude")] = "36.6"  # implausible: outside the city
+    rows[9][header.index("Description")] = 'SAID "HELLO", LEFT'  # quoted, escaped in JSON
+    texts = [line_of(row) for row in rows]
+    texts[10] += ",extra"
+    if repeated_id:
+        texts.append(texts[20])  # the same id again, further down
+    return write(tmp_path / "dirty.csv", header_text, texts)
+
+
+def test_conversion_in_a_child_process_is_identical(
+    tmp_path: Path, chicago_header: str, chicago_lines: list[str]
+) -> None:
+    from urbansec.ingest.columnar import (
+        can_read_in_child,
+        read_chicago_columnar,
+        read_chicago_columnar_in_child,
+    )
+    from urbansec.ingest.presets import preset_for
+
+    if not can_read_in_child():
+        pytest.skip("conversion in a child process is used on Linux only")
+    path = _dirty_file(tmp_path, chicago_header, chicago_lines)
+    here, there = preset_for("chicago", None), preset_for("chicago", None)
+    expected = list(read_chicago_columnar(path, here, block_rows=64))
+    got = list(read_chicago_columnar_in_child(path, there, block_rows=64))
+
+    assert len(got) == len(expected) == 4
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.columns.equals(theirs.columns)
+        assert mine.rejected == theirs.rejected
+        assert mine.rows_read == theirs.rows_read
+    assert sum(len(c.rejected) for c in got) == 4
+    assert there.stats == here.stats
+    assert there.stats.unlocated >= 1 and there.stats.implausible_location == 1
+    assert there.stats.unmapped_categories == {"JAYWALKING": 1}
+    assert there.header == here.header == fields(chicago_header)
+
+
+def test_conversion_in_a_child_process_raises_its_errors_and_stops_with_the_caller(
+    tmp_path: Path, chicago_header: str, chicago_lines: list[str]
+) -> None:
+    import multiprocessing
+
+    from urbansec.ingest.columnar import can_read_in_child, read_chicago_columnar_in_child
+    from urbansec.ingest.presets import preset_for
+
+    if not can_read_in_child():
+        pytest.skip("conversion in a child process is used on Linux only")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    with pytest.raises(InputFormatError, match="missing required column") as raised:
+        list(read_chicago_columnar_in_child(wrong, preset_for("chicago", None)))
+    assert raised.value.details["missing_columns"][:2] == ["ID", "Date"]
+
+    path = write(tmp_path / "many.csv", chicago_header, chicago_lines)
+    chunks = read_chicago_columnar_in_child(path, preset_for("chicago", None), block_rows=10)
+    assert next(chunks).rows_read == 10
+    chunks.close()  # the caller gives up after one chunk: the child must not linger
+    assert not multiprocessing.active_children()
+
+
+def test_a_conversion_process_that_dies_fails_the_import_cleanly(
+    db: Engine, tmp_path: Path, chicago_header: str, chicago_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    import urbansec.ingest.columnar as columnar
+    import urbansec.services.imports as imports
+    from urbansec.errors import UrbansecError
+
+    if db.dialect.name != "sqlite" or not columnar.can_read_in_child():
+        pytest.skip("the conversion process is used for SQLite, on Linux")
+    real = columnar.read_chicago_columnar
+
+    def dies_after_one_chunk(*args: object, **kwargs: object) -> object:
+        for chunk in real(*args, **kwargs):  # type: ignore[arg-type]
+            yield chunk
+            os._exit(3)  # as if killed (out of memory...) in the middle of the file
+
+    monkeypatch.setattr(columnar, "read_chicago_columnar", dies_after_one_chunk)
+    monkeypatch.setattr(imports, "CHILD_CONVERSION_ROWS", 0)
+    monkeypatch.setattr(imports, "_spare_cpus", lambda: 2.0)  # however busy this machine is
+    path = write(tmp_path / "many.csv", chicago_header, chicago_lines)
+    with pytest.raises(UrbansecError, match="conversion process ended unexpectedly"):
+        import_incidents(db, [path], "chicago")
+    assert count(db, Incident) == 0
+    assert [b["status"] for b in list_imports(db)] == ["failed"]
+
+
+def test_big_file_path_gives_the_same_import(
+    db: Engine, tmp_path: Path, chicago_header: str, chicago_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A big file's path (conversion in a child process for SQLite, indexes and constraints
+    rebuilt after the load) stores exactly what the small-file path stores: same report, same
+    rows, same rejections."""
+    import urbansec.services.imports as imports
+    import urbansec.store.bulk as bulk
+
+    path = _dirty_file(tmp_path, chicago_header, chicago_lines)
+    small = import_incidents(db, [path], "chicago").files[0]
+    with db.connect() as connection:
+        stored = sorted(tuple(r) for r in connection.execute(
+            select(*[c for c in Incident.__table__.columns if c.name not in ("id", "batch_id")])))
+        connection.execute(Incident.__table__.delete())
+        connection.commit()
+    monkeypatch.setattr(imports, "CHILD_CONVERSION_ROWS", 0)
+    monkeypatch.setattr(imports, "_spare_cpus", lambda: 2.0)  # however busy this machine is
+    monkeypatch.setattr(bulk, "BIG_LOAD_ROWS", 0)  # indexes and constraints rebuilt after
+    big = import_incidents(db, [path], "chicago").files[0]
+
+    skip = ("batch_id", "seconds", "identical_to_batch")
+    assert {k: v for k, v in big.as_dict().items() if k not in skip} == \
+        {k: v for k, v in small.as_dict().items() if k not in skip}
+    assert (big.inserted, big.rejected, big.duplicates_in_file) == (196, 4, 1)
+    with db.connect() as connection:
+        again = sorted(tuple(r) for r in connection.execute(
+            select(*[c for c in Incident.__table__.columns if c.name not in ("id", "batch_id")])))
+    assert again == stored
+    assert [(r["line_number"], r["reason"]) for r in rejected_rows(db, big.batch_id)] == \
+        [(r["line_number"], r["reason"]) for r in rejected_rows(db, small.batch_id)]
+    if db.dialect.name == "sqlite":  # the big load's smaller page cache was given back
+        with db.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -65536
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-copy", "csv-copy"])
+def test_stored_values_are_exactly_the_converted_ones(
+    db: Engine, tmp_path: Path, chicago_header: str, chicago_lines: list[str], binary: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the bulk writers store (binary COPY on PostgreSQL, or CSV where the schema's types
+    are not the expected ones) reads back as the row path's values: same instants to the
+    microsecond, same doubles to the bit, same nulls and JSON."""
+    import json
+
+    import urbansec.store.incident_writer as incident_writer
+
+    if not binary:
+        if db.dialect.name != "postgresql":
+            pytest.skip("SQLite has one bulk path")
+        monkeypatch.setattr(incident_writer, "_binary_copy_ok", lambda connection: False)
+
+    from urbansec.ingest.columnar import read_chicago_columnar
+    from urbansec.ingest.presets import preset_for
+    from urbansec.ingest.records import INCIDENT_COLUMNS
+
+    path = _dirty_file(tmp_path, chicago_header, chicago_lines, repeated_id=False)
+    expected = {row[0]: dict(zip(INCIDENT_COLUMNS, row, strict=True))
+                for chunk in read_chicago_columnar(path, preset_for("chicago", None))
+                for row in chunk.rows()}
+    import_incidents(db, [path], "chicago")
+    with db.connect() as connection:
+        stored = {row.source_key: row._mapping for row in connection.execute(select(Incident))}
+    assert stored.keys() == expected.keys()
+    for key, want in expected.items():
+        got = stored[key]
+        for name, value in want.items():
+            if name == "line_number":
+                continue
+            if name in ("occurred_at", "reported_at", "updated_at"):
+                value = None if value is None else \
+                    datetime.fromisoformat(value).replace(tzinfo=UTC)
+            elif name in ("area_codes", "attributes"):
+                value = json.loads(value)
+            assert got[name] == value, (key, name)
+            assert type(got[name]) is type(value), (key, name)

@@ -85,3 +85,61 @@ def test_sigkill_mid_import_changes_nothing(db: Engine, database_url: str) -> No
     assert snapshot(db)[4] == before[4]  # the deferred indexes are back
     unique = [set(u["column_names"]) for u in inspect(db).get_unique_constraints("incidents")]
     assert {"source_id", "source_key"} in unique  # deferred during the big load, back now
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its parent's reaping is left
+
+
+# The caller of read_chicago_columnar_in_child, as an import is: it takes a chunk, then gets
+# killed while the child process has the next ones ready.
+_CALLER = """
+import sys, time
+from pathlib import Path
+from urbansec.ingest.columnar import read_chicago_columnar_in_child
+from urbansec.ingest.presets import preset_for
+chunks = read_chicago_columnar_in_child(Path(sys.argv[1]), preset_for("chicago", None),
+                                        block_rows=2000)
+next(chunks)
+print("converting", flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigkill_of_the_importer_also_ends_its_conversion_process() -> None:
+    """SQLite imports of big files convert in a child process: killing the import must not
+    leave it running (it finds at its next chunk that nobody reads them any more)."""
+    from urbansec.ingest.columnar import can_read_in_child
+
+    if not can_read_in_child() or not Path("/proc/self/task").exists():
+        pytest.skip("conversion in a child process is used on Linux only")
+    process = subprocess.Popen([sys.executable, "-c", _CALLER, str(SAMPLE)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "converting"
+    converters = _children(process.pid)
+    assert len(converters) == 1 and _running(converters[0])
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    deadline = time.monotonic() + 10
+    try:
+        while _running(converters[0]):
+            assert time.monotonic() < deadline, "the conversion process outlived the import"
+            time.sleep(0.05)
+    finally:
+        if _running(converters[0]):  # a failed test must not leave it behind either
+            os.kill(converters[0], signal.SIGKILL)

@@ -38,13 +38,16 @@ import csv
 import gzip
 import hashlib
 import io
+import multiprocessing
+import pickle
 import queue
 import re
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -55,6 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from urbansec.errors import UrbansecError
 from urbansec.ingest.localtime import LocalToUTC
 from urbansec.ingest.presets import (
     ChicagoPreset,
@@ -70,8 +74,10 @@ __all__ = [
     "DEFAULT_BLOCK_ROWS",
     "INCIDENT_SCHEMA",
     "ColumnarChunk",
+    "can_read_in_child",
     "columnar_supported",
     "read_chicago_columnar",
+    "read_chicago_columnar_in_child",
 ]
 
 # The Arrow types of INCIDENT_COLUMNS; ``rows()`` turns them into the row path's Python types.
@@ -247,6 +253,109 @@ def read_chicago_columnar(
         raw.close()
     if fallback_from is not None:
         yield from _row_path_chunks(path, preset, block_rows, fallback_from, bind=bind)
+
+
+# --------------------------------------------------------------------------------------------
+# Converting in a child process
+# --------------------------------------------------------------------------------------------
+
+
+def can_read_in_child() -> bool:
+    """Is :func:`read_chicago_columnar_in_child` available here (Linux, where fork is safe)?"""
+    return sys.platform == "linux"
+
+
+def read_chicago_columnar_in_child(
+    path: Path, preset: ChicagoPreset, *, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> Iterator[ColumnarChunk]:
+    """:func:`read_chicago_columnar` run in a forked child process, chunks streamed back.
+
+    Why: conversion is Python and the GIL keeps it from overlapping with the caller's work on
+    the chunks (SQLite's ``executemany`` takes and drops the GIL for every row); a process of
+    its own converts the next blocks on the second CPU meanwhile. The chunks, the rejections,
+    ``preset.stats`` and the binding of ``preset`` to the header end up exactly as the
+    in-process reader leaves them, and its errors (e.g. :class:`InputFormatError`) are raised
+    here. The child is forked, so it starts at once with everything imported, and only reads
+    the file: it never touches the caller's database connection (it ends with ``os._exit``,
+    which runs no finalizer). If the caller stops early, the child is stopped too.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main,
+                            args=(receiver, sender, path, preset, block_rows),
+                            name="urbansec-convert", daemon=True)
+    child.start()
+    sender.close()
+    done = False
+    try:
+        while True:
+            try:
+                kind, payload, stats, header = pickle.loads(receiver.recv_bytes())
+            except EOFError:
+                child.join(timeout=5)
+                raise UrbansecError(
+                    f"{path.name}: the conversion process ended unexpectedly (exit code "
+                    f"{child.exitcode}); nothing was imported") from None
+            _copy_stats(stats, preset)
+            if kind == "error":
+                done = True
+                raise payload
+            if header is not None and preset.header != header:
+                preset.bind(header, path.name)  # (cheap: column positions and templates)
+            if kind == "end":
+                done = True
+                return
+            yield payload
+    finally:
+        receiver.close()
+        if not done:
+            child.terminate()
+        child.join()
+
+
+def _child_main(receiver: Any, sender: Any, path: Path, preset: ChicagoPreset,
+                block_rows: int) -> None:
+    # The fork copied the reading end too: closed here, so that once the caller is gone
+    # (stopped early, or killed) the next send fails instead of blocking on a full pipe.
+    receiver.close()
+
+    def send(kind: str, payload: Any) -> None:
+        message = pickle.dumps((kind, payload, preset.stats, preset.header or None), protocol=5)
+        try:
+            sender.send_bytes(message)
+        except OSError:  # the caller has gone (stopped early, or killed): nobody to tell
+            raise _CallerGone from None
+
+    try:
+        try:
+            for chunk in read_chicago_columnar(path, preset, block_rows=block_rows):
+                send("chunk", chunk)
+        except _CallerGone:
+            raise
+        except BaseException as exc:
+            try:
+                send("error", exc)
+            except _CallerGone:
+                raise
+            except Exception:  # unpicklable: the message still tells what happened
+                send("error", UrbansecError(f"{path.name}: {type(exc).__name__}: {exc}"))
+        else:
+            send("end", None)
+    except _CallerGone:
+        pass
+    finally:
+        sender.close()
+
+
+class _CallerGone(Exception):
+    pass
+
+
+def _copy_stats(source: Any, preset: ChicagoPreset) -> None:
+    """Make ``preset.stats`` (the same object) equal to the child's."""
+    target = preset.stats
+    for field in fields(target):
+        setattr(target, field.name, getattr(source, field.name))
 
 
 # --------------------------------------------------------------------------------------------
