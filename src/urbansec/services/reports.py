@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from urbansec.config import Settings, get_settings
 from urbansec.domain.report_categories import BY_CODE, category
+from urbansec.domain.text import unstorable_reason
 from urbansec.errors import (
     ConflictError,
     NotFoundError,
@@ -129,12 +130,9 @@ def _clean_text(value: str | None, name: str, limit: int) -> str | None:
     if not isinstance(value, str):
         raise UsageError(f"{name} must be text")
     value = value.strip()
-    if "\x00" in value:
-        raise UsageError(f"{name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate from JSON: no database stores it
-        raise UsageError(f"{name} is not valid Unicode text") from exc
+    reason = unstorable_reason(value)
+    if reason:
+        raise UsageError(f"{name} {reason}")
     if len(value) > limit:
         raise UsageError(f"{name} is {len(value):,} characters long; at most {limit:,} allowed")
     return value or None

@@ -52,6 +52,7 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, and_, or_, select
 
+from urbansec.domain.text import unstorable_reason
 from urbansec.errors import AuthenticationError, NotFoundError, PermissionDeniedError, UsageError
 from urbansec.services import audit
 from urbansec.services.access import Principal, require
@@ -189,12 +190,9 @@ def _in_owner_org(principal: Principal, organisation_id: int) -> bool:
 def _clean_text(value: Any, field: str, *, max_length: int, required: bool = True) -> str:
     if not isinstance(value, str):
         raise UsageError(f"{field} must be text")
-    if "\x00" in value:
-        raise UsageError(f"{field} must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(f"{field} is not valid Unicode text") from exc
+    reason = unstorable_reason(value)
+    if reason:
+        raise UsageError(f"{field} {reason}")
     value = value.strip()
     if required and not value:
         raise UsageError(f"{field} must not be empty")

@@ -23,22 +23,12 @@ from starlette.datastructures import UploadFile
 from urbansec.api.deps import allowed, client_address, get_engine, get_settings
 from urbansec.config import Settings
 from urbansec.domain.report_categories import CATEGORIES
+from urbansec.domain.text import storable
 from urbansec.errors import UsageError
 from urbansec.services import reports as service
 from urbansec.services.access import Principal
 
 router = APIRouter(tags=["reports"])
-
-
-def _storable(value: str) -> str:
-    # neither database stores NUL, and lone surrogates cannot be encoded: refuse them up front
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("is not valid Unicode text") from exc
-    return value
 
 
 def _iso_datetime(value: Any) -> Any:
@@ -53,7 +43,7 @@ QueryTime = Annotated[datetime | None, BeforeValidator(_iso_datetime)]
 
 def _text(max_length: int, min_length: int = 0) -> Any:
     return Annotated[str, Field(min_length=min_length, max_length=max_length),
-                     AfterValidator(_storable)]
+                     AfterValidator(storable)]
 
 
 PublicId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._\-]+$",

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from urbansec.api.deps import allowed, get_engine
+from urbansec.domain.text import storable
 from urbansec.services import risks as service
 from urbansec.services.access import Principal
 
@@ -30,20 +31,9 @@ ActionStatus = Literal["planned", "in_progress", "done", "cancelled"]
 EvidenceType = Literal["query", "report", "hotspot", "incident", "url"]
 
 
-def _storable(value: str) -> str:
-    # neither database stores NUL, and lone surrogates cannot be encoded: refuse them up front
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("is not valid Unicode text") from exc
-    return value
-
-
 def _text(max_length: int, min_length: int = 0) -> Any:
     return Annotated[str, Field(min_length=min_length, max_length=max_length),
-                     AfterValidator(_storable)]
+                     AfterValidator(storable)]
 
 
 Title = _text(service.MAX_TITLE, 1)
