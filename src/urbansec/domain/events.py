@@ -35,6 +35,11 @@ def transformer(source: str, target: str) -> Transformer:
                                 always_xy=True)
 
 
+def utc64(instant: datetime) -> np.datetime64:
+    """An aware instant as the naive UTC ``datetime64[s]`` that ``Events.t`` holds."""
+    return np.datetime64(instant.astimezone(UTC).replace(tzinfo=None), "s")
+
+
 def to_local_time(t_utc: np.ndarray, timezone: str) -> np.ndarray:
     """UTC instants (datetime64) as naive local wall-clock datetime64[s] in ``timezone``.
 

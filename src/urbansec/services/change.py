@@ -12,14 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from urbansec.analysis import change as change_analysis
+from urbansec.domain.events import utc64
 from urbansec.domain.grid import make_grid
 from urbansec.errors import UsageError
 from urbansec.services.events import assign_areas, load_events_with_codes
 from urbansec.services.hotspots import check_period
-from urbansec.services.incidents import INCIDENTS, IncidentFilter
+from urbansec.services.incidents import IncidentFilter, last_incident_at
 
 BASELINES = ("previous", "last-year")
 CORRECTIONS = ("none", "fdr", "bonferroni")
@@ -40,13 +41,7 @@ def periods(engine: Engine, flt: IncidentFilter, baseline: str
     end = flt.end
     start = flt.start
     if end is None or start is None:
-        with engine.connect() as connection:
-            last = connection.execute(select(func.max(INCIDENTS.c.occurred_at))).scalar()
-        if last is None:
-            raise UsageError("the store holds no incidents yet")
-        if isinstance(last, str):
-            last = datetime.fromisoformat(last)
-        last = last if last.tzinfo else last.replace(tzinfo=UTC)
+        last = last_incident_at(engine)
         if end is None:
             end = datetime.combine(last.date() + timedelta(days=1), datetime.min.time(), UTC)
         if start is None:
@@ -72,10 +67,8 @@ def change(
     span = replace(flt, start=min(base[0], current[0]), end=max(base[1], current[1]))
     events, codes = load_events_with_codes(engine, span, by)
     t = events.t
-    in_current = (t >= np.datetime64(current[0].astimezone(UTC).replace(tzinfo=None), "s")) & (
-        t < np.datetime64(current[1].astimezone(UTC).replace(tzinfo=None), "s"))
-    in_base = (t >= np.datetime64(base[0].astimezone(UTC).replace(tzinfo=None), "s")) & (
-        t < np.datetime64(base[1].astimezone(UTC).replace(tzinfo=None), "s"))
+    in_current = (t >= utc64(current[0])) & (t < utc64(current[1]))
+    in_base = (t >= utc64(base[0])) & (t < utc64(base[1]))
     if by:
         units = assign_areas(engine, events, codes, by)
         unit_label = by

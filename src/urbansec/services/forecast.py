@@ -15,16 +15,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from urbansec.domain.events import Events
+from urbansec.domain.events import utc64
 from urbansec.errors import UsageError
 from urbansec.forecast.base import ForecastModel
 from urbansec.forecast.models import MODELS
 from urbansec.services.cells import CellResult
-from urbansec.services.events import city_timezone, load_events
+from urbansec.services.events import city_timezone
 from urbansec.services.hotspots import GridOptions, Study, check_period, prepare_study
-from urbansec.services.incidents import INCIDENTS, IncidentFilter
+from urbansec.services.incidents import IncidentFilter, last_incident_at
 
 DEFAULT_TRAIN_DAYS = 365
 
@@ -57,20 +57,6 @@ def local_midnight(instant: datetime, timezone: str) -> datetime:
     return datetime.combine(local.date(), time(), tzinfo=zone).astimezone(UTC)
 
 
-def _last_incident(engine: Engine) -> datetime:
-    with engine.connect() as connection:
-        last = connection.execute(select(func.max(INCIDENTS.c.occurred_at))).scalar()
-    if last is None:
-        raise UsageError("the store holds no incidents yet; import some first")
-    if isinstance(last, str):
-        last = datetime.fromisoformat(last)
-    return last if last.tzinfo else last.replace(tzinfo=UTC)
-
-
-def _utc64(instant: datetime) -> np.datetime64:
-    return np.datetime64(instant.astimezone(UTC).replace(tzinfo=None), "s")
-
-
 def forecast(
     engine: Engine, flt: IncidentFilter, *, model: str = "sepp", horizon: str = "7d",
     origin: datetime | None = None, train_days: float = DEFAULT_TRAIN_DAYS,
@@ -89,12 +75,12 @@ def forecast(
         raise UsageError("--train-days must be positive")
     timezone = city_timezone(engine)
     if origin is None:
-        origin = local_midnight(_last_incident(engine) + timedelta(days=1), timezone)
+        origin = local_midnight(last_incident_at(engine) + timedelta(days=1), timezone)
     window = replace(flt, start=origin - timedelta(days=train_days), end=origin)
     check_period(engine, window)
     study = prepare_study(engine, window, options or GridOptions())
     fitted = factory().fit(study.events)
-    surface = fitted.predict(study.grid, _utc64(origin), _utc64(origin + span), study.keys)
+    surface = fitted.predict(study.grid, utc64(origin), utc64(origin + span), study.keys)
     return _forecast_result(study, flt, surface, fitted, origin, span, top, train_days)
 
 
@@ -141,10 +127,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def training_events(engine: Engine, flt: IncidentFilter) -> Events:
-    return load_events(engine, flt)
-
-
 def parse_origin(engine: Engine, text: str | None) -> datetime | None:
     """``--origin``: a bare date is that local day's midnight in the city's time zone."""
     if not text:
@@ -174,20 +156,12 @@ def parse_coverages(text: str) -> tuple[float, ...]:
 
 def cell_areas(engine: Engine, study: Study, kind: str) -> np.ndarray:
     """The ``kind`` area code of each study cell (the imported polygon holding its centre)."""
-    import shapely
-
     from urbansec.domain.events import WGS84, transformer
-    from urbansec.services.events import load_boundaries
+    from urbansec.services.events import area_codes_at, load_boundaries
 
-    boundaries = load_boundaries(engine, kind)
     x, y = study.grid.centroids(study.keys)
     lon, lat = transformer(study.grid.crs, WGS84).transform(x, y)
-    tree = shapely.STRtree([b.geometry for b in boundaries])
-    point_i, area_i = tree.query(shapely.points(lon, lat), predicate="within")
-    codes = np.full(study.keys.size, None, dtype=object)
-    first = np.unique(point_i, return_index=True)[1]
-    codes[point_i[first]] = np.array([boundaries[a].code for a in area_i[first]], dtype=object)
-    return codes
+    return area_codes_at(load_boundaries(engine, kind), np.asarray(lon), np.asarray(lat))
 
 
 def backtest(
@@ -226,7 +200,7 @@ def backtest(
     study = prepare_study(engine, window, options or GridOptions())
     result = rolling_origin_backtest(
         study.events, study.grid, study.keys, {name: MODELS[name] for name in names},
-        start=_utc64(first_origin), end=_utc64(flt.end),
+        start=utc64(first_origin), end=utc64(flt.end),
         horizon_days=span.total_seconds() / 86400, step_days=step_span.total_seconds() / 86400,
         train_days=train_days, coverages=coverages, refit_every=refit_every, seed=seed,
         progress=progress)

@@ -302,6 +302,16 @@ def iter_incidents(engine: Engine, flt: IncidentFilter, *, located_only: bool = 
             }
 
 
+def last_incident_at(engine: Engine) -> datetime:
+    """When the latest stored incident happened (aware UTC); a clear error on an empty store."""
+    with engine.connect() as connection:
+        last = connection.execute(select(func.max(INCIDENTS.c.occurred_at))).scalar()
+    if last is None:
+        raise UsageError("the store holds no incidents yet; import some with: "
+                         "urbansec import incidents FILE --preset NAME")
+    return _aware(last)
+
+
 def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
