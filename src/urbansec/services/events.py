@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,10 +129,6 @@ def filter_area_geometry(engine: Engine, flt: IncidentFilter) -> BaseGeometry | 
     return None if row is None else shape(json.loads(row.geometry))
 
 
-def describe(flt: IncidentFilter) -> dict[str, Any]:
-    return dict(flt.description)
-
-
 def assign_areas(engine: Engine, events: Events, codes: np.ndarray, kind: str) -> np.ndarray:
     """Each event's ``kind`` area code: the source's own code where it gave one, else the
     imported polygon holding the point (None where neither says)."""
@@ -148,15 +143,20 @@ def assign_areas(engine: Engine, events: Events, codes: np.ndarray, kind: str) -
             raise
         return out
     lon, lat = events.to_lonlat()
-    tree = shapely.STRtree([b.geometry for b in boundaries])
     index = np.flatnonzero(missing)
-    points = shapely.points(lon[index], lat[index])
-    point_i, area_i = tree.query(points, predicate="within")
+    out[index] = area_codes_at(boundaries, lon[index], lat[index])
+    return out
+
+
+def area_codes_at(boundaries: list[Boundary], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The code of the boundary holding each WGS84 point (None outside all of them)."""
+    tree = shapely.STRtree([b.geometry for b in boundaries])
+    point_i, area_i = tree.query(shapely.points(lon, lat), predicate="within")
+    codes = np.full(len(lon), None, dtype=object)
     # a point on a shared border lands in the first area found, once
     first = np.unique(point_i, return_index=True)[1]
-    out[index[point_i[first]]] = np.array([boundaries[a].code for a in area_i[first]],
-                                          dtype=object)
-    return out
+    codes[point_i[first]] = np.array([boundaries[a].code for a in area_i[first]], dtype=object)
+    return codes
 
 
 def city_timezone(engine: Engine) -> str:
