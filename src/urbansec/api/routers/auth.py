@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from urbansec.api.deps import get_engine, get_principal, get_settings
+from urbansec.api.routers.admin import OrganisationOut
 from urbansec.config import Settings
 from urbansec.errors import AuthenticationError
 from urbansec.services import identity
@@ -70,14 +70,6 @@ class LogoutRequest(BaseModel):
 
 class LogoutResult(BaseModel):
     revoked: int
-
-
-class OrganisationOut(BaseModel):
-    id: int
-    key: str
-    name: str
-    kind: str
-    created_at: datetime
 
 
 class Me(BaseModel):
