@@ -8,8 +8,12 @@ time zone).
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +55,16 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def write_results(path: Path, benchmark: str, started: float, rows: list[dict[str, Any]],
+                  **extra: Any) -> None:
+    """The JSON every driver writes beside its table: figures, when, how long, on what."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "benchmark": benchmark, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "total_seconds": round(time.perf_counter() - started, 1), **extra,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "python": platform.python_version()},
+        "rows": rows}, indent=2, default=str) + "\n")
+    print(f"\nwritten: {path}")

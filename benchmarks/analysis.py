@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _events import load_chicago_events
+from _events import load_chicago_events, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analysis.json"
 MODULES = ("bench_gi", "bench_kde_knox", "bench_emerging", "bench_temporal_change")
@@ -89,14 +85,7 @@ def main() -> None:
             print(f"#   {module.__name__}: {time.perf_counter() - t0:.1f} s", file=sys.stderr,
                   flush=True)
     print_table(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "analysis", "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "total_seconds": round(time.perf_counter() - started, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
-        "rows": rows}, indent=2, default=str) + "\n")
-    print(f"\nwritten: {RESULTS}")
+    write_results(RESULTS, "analysis", started, rows)
 
 
 if __name__ == "__main__":

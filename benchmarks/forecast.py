@@ -22,13 +22,9 @@ Results: ``benchmarks/results/forecast.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _events import load_chicago_events
+from _events import load_chicago_events, write_results
 from urbansec.domain.events import Events
 from urbansec.domain.grid import SquareGrid
 from urbansec.forecast.backtest import rolling_origin_backtest
@@ -184,14 +180,7 @@ def main() -> None:
     for part in parts:
         {"timing": timing, "daily": daily, "tables": tables}[part](rows)
     print_results(rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "forecast", "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "total_seconds": round(time.perf_counter() - started, 1), "parts": parts,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
-        "rows": rows}, indent=2, default=str) + "\n")
-    print(f"\nwritten: {RESULTS}")
+    write_results(RESULTS, "forecast", started, rows, parts=parts)
 
 
 if __name__ == "__main__":
