@@ -41,6 +41,19 @@ def test_forecast_scores_every_cell_and_flags_the_top(sample_db: Engine, tmp_pat
     assert {"risk", "rank", "flagged"} <= set(features[0]["properties"])
 
 
+def test_the_learned_model_forecasts_through_the_service(sample_db: Engine) -> None:
+    pytest.importorskip("sklearn")
+    result = forecast(sample_db, IncidentFilter.parse(category="theft"), model="gbm",
+                      horizon="7d", origin=ORIGIN, train_days=180,
+                      options=GridOptions(cell=250), top=0.05)
+    risk = result.properties["risk"]
+    assert risk.shape == result.keys.shape and np.isfinite(risk).all() and (risk >= 0).all()
+    # the factor is monotonic in the counts: the busiest training cells stay near the top
+    busiest = np.argsort(result.properties["training_count"])[-10:]
+    assert np.median(result.properties["rank"][busiest]) <= 0.1 * risk.size
+    assert result.summary["flagged_cells"] == round(0.05 * result.keys.size)
+
+
 def test_forecast_errors_are_clear(sample_db: Engine) -> None:
     with pytest.raises(UsageError, match=r"known models: .*historical"):
         forecast(sample_db, IncidentFilter.parse(), model="crystal-ball")

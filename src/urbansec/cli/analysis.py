@@ -454,8 +454,9 @@ def areas_command(
 
 @app.command("forecast")
 def forecast_command(
-    model: Annotated[str, typer.Option("--model", help="naive, historical, kde, prospective "
-                                                        "or sepp.")] = "sepp",
+    model: Annotated[str, typer.Option(
+        "--model", help="naive, historical, kde, prospective, sepp or gbm (needs "
+                        "scikit-learn).")] = "sepp",
     horizon: Annotated[str, typer.Option("--horizon", help="1d, 7d, 12h, 2w ...")] = "7d",
     origin: Annotated[str | None, typer.Option(
         "--origin", help="Forecast start, YYYY-MM-DD local day or ISO time (default: the day "
@@ -511,7 +512,8 @@ def forecast_command(
 @app.command("backtest")
 def backtest_command(
     models: Annotated[str, typer.Option("--models", help="Comma list, e.g. "
-                                                         "naive,historical,kde,prospective,sepp")
+                                                         "naive,historical,kde,prospective,"
+                                                         "sepp (gbm: slow, ~2 s a fold)")
                       ] = "naive,historical,kde,prospective,sepp",
     horizon: Annotated[str, typer.Option("--horizon", help="1d, 7d ...")] = "1d",
     step: Annotated[str | None, typer.Option("--step", help="Between origins (default: the "
