@@ -148,7 +148,7 @@ ROUTES = [
     ("GET", "/api/v1/patterns", {"admin", "analyst", "partner", "viewer", "anonymous"}),
     ("GET", "/api/v1/hotspots?method=count", {"admin", "analyst", "partner"}),
     ("GET", "/api/v1/near-repeat?permutations=19", {"admin", "analyst", "partner"}),
-    ("GET", "/api/v1/change", {"admin", "analyst", "partner"}),
+    ("GET", "/api/v1/change?from=2017-01-03&to=2017-01-04", {"admin", "analyst", "partner"}),
     ("GET", "/api/v1/forecast?model=naive", {"admin", "analyst", "partner"}),
     ("GET", "/api/v1/imports", {"admin", "analyst"}),
     ("GET", "/api/v1/imports/1", {"admin", "analyst"}),
@@ -297,8 +297,13 @@ def test_hotspots_geojson_equals_service(client: TestClient, keys: dict[str, dic
 def test_analyses_run_through_http(client: TestClient, keys: dict[str, dict[str, str]],
                                    loaded: dict[str, Any]) -> None:
     headers = keys["partner"]
-    change = client.get("/api/v1/change?by=district", headers=headers)
+    change = client.get("/api/v1/change?by=district&from=2017-01-03&to=2017-01-04",
+                        headers=headers)
     assert change.status_code == 200, change.text
+    # by default the last 28 days against the 28 before: the upload holds only 4 days
+    short = client.get("/api/v1/change?by=district", headers=headers)
+    assert short.status_code == 400
+    assert "starts before the stored data" in short.json()["error"]["message"]
     assert change.json()["unit"] == "district"
     repeat = client.get("/api/v1/near-repeat?space_bands=200,400&time_bands=7,14"
                         "&permutations=19", headers=headers)

@@ -199,9 +199,16 @@ def test_change_by_beat_against_the_previous_period(sample_db: Engine) -> None:
     for unit in result["units"]:
         if unit["significant"]:
             assert unit["p"] < 0.05
-    last_year = change(sample_db, flt, baseline="last-year", by="district")
-    assert last_year["baseline_period"]["count"] == 0  # the sample holds 2017 only
-    assert last_year["baseline_period"]["start"].startswith("2016-07-01")
+    # the sample holds 2017 only: a 2016 baseline would count its missing days as zeros
+    with pytest.raises(UsageError, match=r"baseline \(2016-07-01 to .*starts before the "
+                                         r"stored data \(2017-01-01\).*use the previous baseline"):
+        change(sample_db, flt, baseline="last-year", by="district")
+    # the first day of data starts at local midnight, hours after UTC midnight: still covered
+    # ("to" is a whole day: 2 January against 1 January)
+    first_days = change(sample_db, IncidentFilter.parse(start="2017-01-02", end="2017-01-02"),
+                        baseline="previous", by="district")
+    assert first_days["baseline_period"]["count"] == count_incidents(
+        sample_db, IncidentFilter.parse(start="2017-01-01", end="2017-01-01"))["total"] > 0
 
 
 def test_area_rates_with_denominators(sample_db: Engine, tmp_path: Path,

@@ -20,7 +20,7 @@ from urbansec.domain.grid import make_grid
 from urbansec.errors import UsageError
 from urbansec.services.events import assign_areas, load_events_with_codes
 from urbansec.services.hotspots import check_period
-from urbansec.services.incidents import IncidentFilter, last_incident_at
+from urbansec.services.incidents import IncidentFilter, last_incident_at, stored_period
 
 BASELINES = ("previous", "last-year")
 CORRECTIONS = ("none", "fdr", "bonferroni")
@@ -53,6 +53,27 @@ def periods(engine: Engine, flt: IncidentFilter, baseline: str
     return (start, end), base
 
 
+#: the first stored incident may fall a little after the baseline's first instant (a local
+#: midnight against a UTC one, a quiet first hour) without the baseline being short of data
+_BASELINE_SLACK = timedelta(days=1)
+
+
+def _check_covered(engine: Engine, current: tuple[datetime, datetime],
+                   base: tuple[datetime, datetime], baseline: str) -> None:
+    """A period that starts before the stored data would count the missing days as zero
+    incidents (a baseline: every unit a significant rise; the current period: a fall):
+    refuse it and say what is possible."""
+    first, _last = stored_period(engine)
+    for name, (start, end) in (("current period", current), (f"{baseline} baseline", base)):
+        if start + _BASELINE_SLACK < first:
+            other = ("the previous baseline" if baseline == "last-year" and name != "current period"
+                     else "a later or shorter period (from, to)")
+            raise UsageError(
+                f"the {name} ({start.date().isoformat()} to {end.date().isoformat()}) starts "
+                f"before the stored data ({first.date().isoformat()}): missing days would "
+                f"count as zero incidents; use {other} or import the earlier data")
+
+
 def change(
     engine: Engine, flt: IncidentFilter, *, baseline: str = "previous", by: str | None = None,
     cell: float = 500.0, alpha: float = 0.05, correction: str = "fdr", limit: int | None = None,
@@ -64,6 +85,7 @@ def change(
         raise UsageError("--alpha must be between 0 and 1")
     current, base = periods(engine, flt, baseline)
     check_period(engine, replace(flt, start=current[0], end=current[1]))
+    _check_covered(engine, current, base, baseline)
     span = replace(flt, start=min(base[0], current[0]), end=max(base[1], current[1]))
     events, codes = load_events_with_codes(engine, span, by)
     t = events.t

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from urbansec.analysis import emerging as emerging_analysis
 from urbansec.analysis import hotspots as hotspot_analysis
@@ -27,7 +27,7 @@ from urbansec.services.events import (
     load_boundaries,
     load_events,
 )
-from urbansec.services.incidents import INCIDENTS, IncidentFilter
+from urbansec.services.incidents import INCIDENTS, IncidentFilter, stored_period
 
 METHODS = ("count", "kde", "gi", "lisa")
 GI_LABELS = {3: "hot 99%", 2: "hot 95%", 1: "hot 90%", 0: "not significant",
@@ -61,13 +61,9 @@ def check_period(engine: Engine, flt: IncidentFilter) -> None:
     saying so, with the period the store does cover."""
     if flt.start is None and flt.end is None:
         return
+    first, last = stored_period(engine)
     c = INCIDENTS.c
     with engine.connect() as connection:
-        first, last = connection.execute(select(func.min(c.occurred_at),
-                                                func.max(c.occurred_at))).one()
-        if first is None:
-            raise UsageError("the store holds no incidents yet; import some with: "
-                             "urbansec import incidents FILE --preset NAME")
         query = select(c.id).limit(1)
         if flt.start is not None:
             query = query.where(c.occurred_at >= flt.start)

@@ -302,14 +302,22 @@ def iter_incidents(engine: Engine, flt: IncidentFilter, *, located_only: bool = 
             }
 
 
-def last_incident_at(engine: Engine) -> datetime:
-    """When the latest stored incident happened (aware UTC); a clear error on an empty store."""
+def stored_period(engine: Engine) -> tuple[datetime, datetime]:
+    """When the earliest and the latest stored incidents happened (aware UTC); a clear error
+    on an empty store."""
+    c = INCIDENTS.c
     with engine.connect() as connection:
-        last = connection.execute(select(func.max(INCIDENTS.c.occurred_at))).scalar()
-    if last is None:
+        first, last = connection.execute(select(func.min(c.occurred_at),
+                                                func.max(c.occurred_at))).one()
+    if first is None or last is None:
         raise UsageError("the store holds no incidents yet; import some with: "
                          "urbansec import incidents FILE --preset NAME")
-    return _aware(last)
+    return _aware(first), _aware(last)
+
+
+def last_incident_at(engine: Engine) -> datetime:
+    """When the latest stored incident happened (aware UTC); a clear error on an empty store."""
+    return stored_period(engine)[1]
 
 
 def _aware(value: Any) -> datetime:
