@@ -1,26 +1,38 @@
 """Load benchmark of the REST API: citizens submitting reports while analysts query hot spots.
 
-A real uvicorn server (``--workers`` processes) serves ``create_app()`` on a free 127.0.0.1
+``urbansec serve --workers N`` (the deployment as shipped) serves the API on a free 127.0.0.1
 port, over a fresh SQLite file and a fresh PostgreSQL schema holding the bundled Chicago sample
-(2017, districts 1 and 18). An asyncio + httpx client then runs
+(2017, districts 1 and 18). An asyncio client then runs
 
-* ``--reporters`` (200) concurrent anonymous reporters submitting ``--reports`` (20,000)
-  reports in total with ``POST /api/v1/reports``, each with its own ``client_key``; on a
-  connection error or timeout a reporter retries the same key, as a real client would;
+* ``--reporters`` (200) anonymous reporters, each with its own connection, submitting
+  ``--reports`` (20,000) reports in total with ``POST /api/v1/reports``, each with its own
+  ``client_key``; on a dropped connection or a timeout a reporter retries the same key, as a
+  real client would;
 * ``--analysts`` (20) analysts looping ``GET /api/v1/hotspots?method=gi&cell=250&
   permutations=99`` with an ``X-API-Key`` until the reporters are done.
 
+Each load in ``--loads`` is run on each database: ``closed`` (every reporter submits back to
+back: the server's capacity; by Little's law the latency is then reporters / throughput, so 200
+back-to-back reporters can never see 150 ms unless the server takes 1,300+ reports/s), or a
+rate such as ``100`` (open loop: report i falls due at i / rate seconds, whatever the answers;
+a reporter still busy when its next report falls due starts it late, and that is counted).
+
 It measures p50/p95/p99 latency per operation (per attempt, queueing in the server included),
-throughput, answers by status, and afterwards checks the database holds exactly the reports
-acknowledged (distinct public_ids answered 201 == rows in ``reports``: none lost, none
-duplicated). Goals: p95 < 150 ms for submission on PostgreSQL, zero 5xx, zero lost.
+throughput, answers by status, the client's own CPU time, the machine's load averages before
+and after (other work on the machine shows there), and afterwards checks the database holds
+exactly the reports acknowledged (distinct public_ids answered 201 == rows in ``reports``: none
+lost, none duplicated), one ``reports.submit`` audit entry per report and an intact audit
+chain. Goals: p95 < 150 ms for submission on PostgreSQL, zero 5xx, zero lost.
 
-Everything runs on one machine (2 CPUs here): the client, the server workers and the database
-share them, so the figures are a floor for a real deployment, not a ceiling.
+The client speaks HTTP/1.1 over asyncio streams itself: it shares the machine's CPUs with the
+server, and httpx costs about 2.5 ms of CPU per request here against about 0.1 ms for these
+few lines (measured with 200 connections on this 2-CPU machine), which would otherwise be taken
+from the server under test.
 
-    .venv/bin/python benchmarks/load.py                 # 20,000 reports; PostgreSQL if the
-    .venv/bin/python benchmarks/load.py --quick         # URL is set; 2,000 reports
-    .venv/bin/python benchmarks/load.py --postgres postgresql://user@host:5432/db --workers 2
+    .venv/bin/python benchmarks/load.py          # 20,000 reports, closed loop and 100/s,
+                                                 # PostgreSQL too if the URL is set
+    .venv/bin/python benchmarks/load.py --quick  # 2,000 reports
+    .venv/bin/python benchmarks/load.py --loads closed --only postgres --workers 2
 
 Results: ``benchmarks/results/load.json``. The anonymous rate limit
 (``URBANSEC_REPORT_RATE_LIMIT``) is lifted for the server under test: every reporter here
@@ -45,9 +57,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
+
+from _events import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "urbansec" / "samples" / "chicago" / "crimes_2017_districts_01_18.csv.gz"
@@ -116,22 +131,20 @@ def _api_key(url: str) -> str:
 
 
 @contextmanager
-def _server(url: str, workers: int, log: Path) -> Iterator[str]:
-    port = _free_port()
+def _server(url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """``urbansec serve`` on a free port; yields (host, port)."""
+    host, port = "127.0.0.1", _free_port()
     env = {**os.environ, "URBANSEC_DATABASE_URL": url,
            "URBANSEC_REPORT_RATE_LIMIT": "100000000", "URBANSEC_REPORT_RATE_WINDOW_SECONDS": "60",
            "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "urbansec.api.app:create_app",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-               "--no-access-log", "--backlog", "2048"]
-    if workers > 1:
-        command += ["--workers", str(workers)]
+    command = [sys.executable, "-m", "urbansec.cli", "serve", "--host", host,
+               "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     with log.open("ab") as handle:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
@@ -143,31 +156,108 @@ def _server(url: str, workers: int, log: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
-        yield base
+        yield host, port
     finally:
-        # the whole process group: uvicorn's supervisor and its workers
+        # the whole process group: the supervisor, its workers and their analysis processes
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
-def _stored_public_ids(url: str) -> list[str]:
-    from sqlalchemy import select
+def _check_database(url: str) -> dict[str, Any]:
+    """The stored reports' public ids, and the audit trail's submissions and chain."""
+    from sqlalchemy import func, select
 
-    from urbansec.store.collaboration import Report
+    from urbansec.services import audit
+    from urbansec.store.collaboration import AuditEntry, Report
     from urbansec.store.engine import make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            table = Report.__table__
-            return [r[0] for r in connection.execute(select(table.c.public_id))]
+            reports, entries = Report.__table__, AuditEntry.__table__
+            public_ids = [r[0] for r in connection.execute(select(reports.c.public_id))]
+            audited = connection.execute(
+                select(entries.c.target_id, func.count())
+                .where(entries.c.action == "reports.submit").group_by(entries.c.target_id)
+            ).all()
+        chain = audit.verify(engine)
     finally:
         engine.dispose()
+    return {"public_ids": public_ids, "audited": {r[0]: r[1] for r in audited},
+            "audit_chain_ok": chain["ok"], "audit_entries": chain["entries"]}
+
+
+# --------------------------------------------------------------------------------------------
+# a lean HTTP/1.1 client
+# --------------------------------------------------------------------------------------------
+
+class TransportError(Exception):
+    """The connection failed, was closed under a request, or the answer did not come in time."""
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, as one person's browser or app holds it.
+
+    Just what this benchmark needs (Content-Length or chunked bodies, reconnect when the
+    server closed the connection): cheap enough that the client does not eat the CPU the
+    server under test needs."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def request(self, method: str, target: str, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        message = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        try:
+            return await asyncio.wait_for(self._exchange(message), REQUEST_TIMEOUT_S)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                TimeoutError, ValueError) as exc:
+            self.close()
+            raise TransportError(type(exc).__name__) from exc
+
+    async def _exchange(self, message: bytes) -> tuple[int, bytes]:
+        if self._reader is None or self._writer is None or self._reader.at_eof():
+            self.close()  # the server closed an idle keep-alive connection: open a new one
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self._reader, self._writer
+        writer.write(message)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        fields = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                fields[name.strip().lower()] = value.strip().lower()
+        if "content-length" in fields:
+            payload = await reader.readexactly(int(fields["content-length"]))
+        elif fields.get("transfer-encoding") == "chunked":
+            chunks = []
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append((await reader.readexactly(size + 2))[:-2])
+            await reader.readuntil(b"\r\n")  # the empty trailer
+            payload = b"".join(chunks)
+        else:
+            payload = await reader.read()  # until the server closes
+            self.close()
+        if fields.get("connection") == "close":
+            self.close()
+        return status, payload
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,15 +282,16 @@ class Tally:
                 "server_errors": sum(v for k, v in self.statuses.items() if k.startswith("5"))}
 
 
-def _body(key: str, i: int, rng: np.random.Generator) -> dict[str, Any]:
-    return {"service_code": "poor-lighting",
-            "description": f"The street light at the corner has been out for days ({i}).",
-            "lat": float(41.80 + rng.random() * 0.15), "lon": float(-87.70 + rng.random() * 0.10),
-            "client_key": key}
+def _body(key: str, i: int, rng: np.random.Generator) -> bytes:
+    return json.dumps({
+        "service_code": "poor-lighting",
+        "description": f"The street light at the corner has been out for days ({i}).",
+        "lat": float(41.80 + rng.random() * 0.15), "lon": float(-87.70 + rng.random() * 0.10),
+        "client_key": key}).encode()
 
 
-async def _load(base: str, api_key: str, reports: int, reporters: int, analysts: int,
-                seed: int, rate: float | None = None) -> dict[str, Any]:
+async def _load(host: str, port: int, api_key: str, reports: int, reporters: int,
+                analysts: int, seed: int, rate: float | None = None) -> dict[str, Any]:
     submit, hotspot = Tally(), Tally()
     acknowledged: dict[str, str] = {}
     failed: list[str] = []
@@ -208,67 +299,70 @@ async def _load(base: str, api_key: str, reports: int, reporters: int, analysts:
     next_index = iter(range(reports))
     done = asyncio.Event()
     late = [0]
-    limits = httpx.Limits(max_connections=reporters + analysts,
-                          max_keepalive_connections=reporters + analysts)
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+    hotspot_target = "/api/v1/hotspots?" + urlencode(HOTSPOT_QUERY)
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
-
-        async def reporter(worker: int) -> None:
-            rng = np.random.default_rng([seed, worker])
-            for i in next_index:  # a shared iterator: the reporters split the work
-                if rate is not None:
-                    # open loop: report i is due at i / rate seconds; a reporter still busy
-                    # when it falls due starts it late (counted, so saturation shows)
-                    delay = started + i / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    elif delay < -0.01:
-                        late[0] += 1
-                key = keys[i]
-                body = _body(key, i, rng)
-                for _attempt in range(MAX_ATTEMPTS):
-                    start = time.perf_counter()
-                    try:
-                        response = await client.post("/api/v1/reports", json=body)
-                    except (httpx.TransportError, httpx.TimeoutException) as exc:
-                        submit.statuses[type(exc).__name__] += 1
-                        continue  # retry with the same client_key
-                    elapsed = time.perf_counter() - start
-                    submit.statuses[str(response.status_code)] += 1
-                    if response.status_code == 201:
-                        submit.latencies.append(elapsed)
-                        acknowledged[key] = response.json()["public_id"]
-                        break
-                    if response.status_code == 429 or response.status_code >= 500:
-                        await asyncio.sleep(0.05)
-                        continue
-                    break  # a 4xx other than 429 will not get better by retrying
-                else:
-                    failed.append(key)
-
-        async def analyst() -> None:
-            headers = {"X-API-Key": api_key}
-            while not done.is_set():
+    async def reporter(worker: int) -> None:
+        rng = np.random.default_rng([seed, worker])
+        connection = Connection(host, port)
+        for i in next_index:  # a shared iterator: the reporters split the work
+            if rate is not None:
+                # open loop: report i is due at i / rate seconds; a reporter still busy
+                # when it falls due starts it late (counted, so saturation shows)
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.01:
+                    late[0] += 1
+            key = keys[i]
+            body = _body(key, i, rng)
+            for _attempt in range(MAX_ATTEMPTS):
                 start = time.perf_counter()
                 try:
-                    response = await client.get("/api/v1/hotspots", params=HOTSPOT_QUERY,
-                                                headers=headers)
-                except (httpx.TransportError, httpx.TimeoutException) as exc:
-                    hotspot.statuses[type(exc).__name__] += 1
+                    status, payload = await connection.request("POST", "/api/v1/reports", body)
+                except TransportError as exc:
+                    submit.statuses[str(exc)] += 1
+                    continue  # retry with the same client_key
+                elapsed = time.perf_counter() - start
+                submit.statuses[str(status)] += 1
+                if status == 201:
+                    submit.latencies.append(elapsed)
+                    acknowledged[key] = json.loads(payload)["public_id"]
+                    break
+                if status == 429 or status >= 500:
+                    await asyncio.sleep(0.05)
                     continue
-                hotspot.statuses[str(response.status_code)] += 1
-                if response.status_code == 200:
-                    hotspot.latencies.append(time.perf_counter() - start)
+                break  # a 4xx other than 429 will not get better by retrying
+            else:
+                failed.append(key)
+        connection.close()
 
-        started = time.perf_counter()
-        analyst_tasks = [asyncio.create_task(analyst()) for _ in range(analysts)]
-        await asyncio.gather(*(reporter(w) for w in range(reporters)))
-        elapsed = time.perf_counter() - started
-        done.set()
-        await asyncio.gather(*analyst_tasks)
+    async def analyst() -> None:
+        connection = Connection(host, port)
+        headers = {"X-API-Key": api_key}
+        while not done.is_set():
+            start = time.perf_counter()
+            try:
+                status, _ = await connection.request("GET", hotspot_target, headers=headers)
+            except TransportError as exc:
+                hotspot.statuses[str(exc)] += 1
+                continue
+            hotspot.statuses[str(status)] += 1
+            if status == 200:
+                hotspot.latencies.append(time.perf_counter() - start)
+        connection.close()
+
+    cpu_before = os.times()
+    started = time.perf_counter()
+    analyst_tasks = [asyncio.create_task(analyst()) for _ in range(analysts)]
+    await asyncio.gather(*(reporter(w) for w in range(reporters)))
+    elapsed = time.perf_counter() - started
+    done.set()
+    await asyncio.gather(*analyst_tasks)
+    cpu_after = os.times()
+    client_cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     return {"elapsed_s": elapsed, "late_starts": late[0], "submit": submit.row(elapsed),
-            "hotspots": hotspot.row(elapsed), "acknowledged": acknowledged, "failed": failed}
+            "hotspots": hotspot.row(elapsed), "acknowledged": acknowledged, "failed": failed,
+            "client_cpu_s": client_cpu}
 
 
 def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, analysts: int,
@@ -276,29 +370,45 @@ def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, an
     with tempfile.TemporaryDirectory(prefix="urbansec-load-") as tmp, \
             _database(kind, postgres, Path(tmp)) as url:
         api_key = _api_key(url)
-        with _server(url, workers, Path(tmp) / "server.log") as base:
-            # one warm-up query per worker process (imports, first connections), not measured
-            with httpx.Client(base_url=base, timeout=60) as warm:
-                for _ in range(workers):
+        with _server(url, workers, Path(tmp) / "server.log") as (host, port):
+            # warm-up, not measured: imports, first connections, the analysis processes
+            with httpx.Client(base_url=f"http://{host}:{port}", timeout=120) as warm:
+                for _ in range(2 * workers):
                     warm.get("/api/v1/hotspots", params=HOTSPOT_QUERY,
                              headers={"X-API-Key": api_key})
-            result = asyncio.run(_load(base, api_key, reports, reporters, analysts, seed,
+            load_before = os.getloadavg()
+            result = asyncio.run(_load(host, port, api_key, reports, reporters, analysts, seed,
                                        rate))
-        stored = _stored_public_ids(url)
+            load_after = os.getloadavg()
+        stored = _check_database(url)
         log_tail = (Path(tmp) / "server.log").read_text(errors="replace")[-1500:]
     acknowledged = set(result["acknowledged"].values())
-    stored_set = set(stored)
+    stored_ids = stored["public_ids"]
+    stored_set = set(stored_ids)
+    audited = stored["audited"]
     integrity = {
-        "acknowledged": len(acknowledged), "rows": len(stored),
-        "duplicated_rows": len(stored) - len(stored_set),
+        "acknowledged": len(acknowledged), "rows": len(stored_ids),
+        "duplicated_rows": len(stored_ids) - len(stored_set),
         "lost": len(acknowledged - stored_set),
         "unacknowledged_rows": len(stored_set - acknowledged),
         "failed_submissions": len(result["failed"]),
-        "ok": acknowledged == stored_set and len(stored) == len(stored_set),
+        "audit_submit_entries": sum(audited.values()),
+        "reports_without_one_audit_entry": sum(1 for p in stored_set if audited.get(p) != 1),
+        "audit_chain_ok": stored["audit_chain_ok"],
     }
+    integrity["ok"] = (acknowledged == stored_set and len(stored_ids) == len(stored_set)
+                       and integrity["reports_without_one_audit_entry"] == 0
+                       and integrity["audit_submit_entries"] == len(stored_set)
+                       and stored["audit_chain_ok"])
+    requests = result["submit"]["n"] + result["hotspots"]["n"]
     return {"database": kind, "workers": workers, "reports": reports, "reporters": reporters,
             "analysts": analysts, "rate": rate, "late_starts": result["late_starts"],
             "elapsed_s": round(result["elapsed_s"], 2),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in load_after],
+            "client_cpu_s": round(result["client_cpu_s"], 1),
+            "client_cpu_ms_per_request": round(1000 * result["client_cpu_s"] / max(requests, 1),
+                                               2),
             "submit": result["submit"], "hotspots": result["hotspots"], "integrity": integrity,
             "server_log_tail": log_tail if (result["submit"]["server_errors"]
                                             or result["hotspots"]["server_errors"]) else ""}
@@ -317,7 +427,9 @@ def _table(runs: list[dict[str, Any]]) -> str:
                 if run["rate"] else "closed loop")
         lines.append(f"{run['database']}: {run['reports']} reports, {run['reporters']} "
                      f"reporters, {run['analysts']} analysts, {run['workers']} worker(s), "
-                     f"{mode}, {run['elapsed_s']} s")
+                     f"{mode}, {run['elapsed_s']} s; load average "
+                     f"{run['load_average_before'][0]:.2f} -> {run['load_average_after'][0]:.2f}"
+                     f"; client CPU {run['client_cpu_ms_per_request']:.2f} ms/request")
         for op in ("submit", "hotspots"):
             row = run[op]
             errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "none"
@@ -332,9 +444,24 @@ def _table(runs: list[dict[str, Any]]) -> str:
                     f"{'met' if p95 < SUBMIT_GOAL_P95_MS else 'MISSED'}")
         lines.append(f"{'':<10} integrity: {i['acknowledged']} acknowledged, {i['rows']} rows, "
                      f"{i['lost']} lost, {i['duplicated_rows']} duplicated, "
-                     f"{i['failed_submissions']} given up -> {'OK' if i['ok'] else 'FAILED'}"
-                     f"{goal}")
+                     f"{i['failed_submissions']} given up, {i['audit_submit_entries']} audit "
+                     f"entries (chain {'intact' if i['audit_chain_ok'] else 'BROKEN'}) -> "
+                     f"{'OK' if i['ok'] else 'FAILED'}{goal}")
     return "\n".join(lines)
+
+
+def _loads(text: str) -> list[float | None]:
+    loads: list[float | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "closed":
+            loads.append(None)
+        else:
+            rate = float(part)
+            if not rate > 0:
+                raise argparse.ArgumentTypeError(f"a rate must be positive, not {part!r}")
+            loads.append(rate)
+    return loads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,9 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reporters", type=int, default=200)
     parser.add_argument("--analysts", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="open loop: submit this many reports per second in total "
-                             "(default: closed loop, each reporter submits back to back)")
+    parser.add_argument("--loads", type=_loads, default=[None, 100.0],
+                        help="comma-separated: 'closed' (each reporter submits back to back) "
+                             "and/or open-loop rates in reports per second, e.g. closed,100")
     parser.add_argument("--postgres", default=os.environ.get("URBANSEC_TEST_POSTGRES_URL"),
                         help="PostgreSQL URL (default: $URBANSEC_TEST_POSTGRES_URL)")
     parser.add_argument("--only", choices=("sqlite", "postgres"), default=None)
@@ -354,22 +481,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reports = args.reports or (2_000 if args.quick else 20_000)
     kinds = [k for k in ("sqlite", "postgres") if args.only in (None, k)]
+    started = time.perf_counter()
     runs = []
     for kind in kinds:
         if kind == "postgres" and not args.postgres:
             print("postgres: skipped (set URBANSEC_TEST_POSTGRES_URL or give --postgres)")
             continue
-        print(f"{kind}: running...", flush=True)
-        runs.append(run_one(kind, args.postgres, reports=reports, reporters=args.reporters,
-                            analysts=args.analysts, workers=args.workers, rate=args.rate))
+        for rate in args.loads:
+            print(f"{kind}, {'closed loop' if rate is None else f'{rate:g}/s'}: running...",
+                  flush=True)
+            runs.append(run_one(kind, args.postgres, reports=reports,
+                                reporters=args.reporters, analysts=args.analysts,
+                                workers=args.workers, rate=rate))
     print(_table(runs))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "settings": {"reports": reports, "reporters": args.reporters, "rate": args.rate,
-                     "analysts": args.analysts, "workers": args.workers,
-                     "hotspot_query": HOTSPOT_QUERY, "cpus": os.cpu_count(),
-                     "rate_limit": "URBANSEC_REPORT_RATE_LIMIT=100000000 (lifted)"},
-        "runs": runs}, indent=2) + "\n")
+    write_results(args.output, "load", started, runs,
+                  settings={"reports": reports, "reporters": args.reporters,
+                            "loads": ["closed" if r is None else r for r in args.loads],
+                            "analysts": args.analysts, "workers": args.workers,
+                            "hotspot_query": HOTSPOT_QUERY,
+                            "rate_limit": "URBANSEC_REPORT_RATE_LIMIT=100000000 (lifted)"})
     ok = all(r["integrity"]["ok"] and r["submit"]["server_errors"] == 0
              and r["hotspots"]["server_errors"] == 0 for r in runs)
     return 0 if ok else 1

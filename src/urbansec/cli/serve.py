@@ -4,16 +4,53 @@ The schema is migrated first, so a fresh machine needs no extra step. One worker
 app built here; with ``--workers N`` uvicorn starts N processes that each build the app from
 the environment (``URBANSEC_*``), so the database chosen with ``--database`` is handed on
 through ``URBANSEC_DATABASE_URL``.
+
+With several workers uvicorn binds the listening socket itself and hands it to the worker
+processes, leaving its protocol number at 0; asyncio then does not switch Nagle's algorithm off
+on accepted connections (it checks for ``IPPROTO_TCP``), and every keep-alive response written
+in two pieces (headers, body) waits for the client's delayed ACK: about 40 ms per request on
+Linux (uvicorn issue #3149). ``_tcp_listener`` labels the socket as TCP so the workers' accepted
+connections get ``TCP_NODELAY`` as a single-process server's do.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from urbansec.cli import _ready_engine, _run, app, err
+
+
+def _tcp_listener(sock: socket.socket) -> socket.socket:
+    """The same listening socket, labelled IPPROTO_TCP when it is a TCP socket left at
+    protocol 0 (what asyncio needs to set TCP_NODELAY on the connections it accepts)."""
+    if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+            and sock.proto != socket.IPPROTO_TCP):
+        # same descriptor (and so the same bound address and inheritable flag), new label
+        return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    return sock
+
+
+@contextmanager
+def _workers_get_nodelay() -> Iterator[None]:
+    """While uvicorn starts its worker processes, every socket it binds is labelled TCP."""
+    from uvicorn.config import Config
+
+    bind_socket = Config.bind_socket
+
+    def bind_tcp_socket(config: Config) -> socket.socket:
+        return _tcp_listener(bind_socket(config))
+
+    Config.bind_socket = bind_tcp_socket  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Config.bind_socket = bind_socket  # type: ignore[method-assign]
 
 
 @app.command()
@@ -50,7 +87,8 @@ def serve(
             return
         engine.dispose()  # each worker opens its own pool
         os.environ["URBANSEC_DATABASE_URL"] = url
-        uvicorn.run("urbansec.api.app:create_app", factory=True, workers=workers,
-                    **options)  # type: ignore[arg-type]
+        with _workers_get_nodelay():
+            uvicorn.run("urbansec.api.app:create_app", factory=True, workers=workers,
+                        **options)  # type: ignore[arg-type]
 
     _run(action, False)

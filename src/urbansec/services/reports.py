@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Select, and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from urbansec.config import Settings, get_settings
 from urbansec.domain.report_categories import BY_CODE, category
@@ -344,58 +343,88 @@ def submit_report(engine: Engine, principal: Principal, *, service_code: str,
         stored_photo = check_photo(photo, photo_type, settings)
 
     key_hash = _hash(client_key) if client_key is not None else None
-    if key_hash is not None:
-        existing = _existing_submission(engine, key_hash, client_key)
+    limiter = (limiter_for(engine.url.render_as_string(hide_password=True),
+                           settings.report_rate_limit, settings.report_rate_window_seconds)
+               if principal.anonymous else None)
+    client = client_address or "unknown"
+    if limiter is not None and limiter.check(client) > 0:
+        # over the limit: only an idempotent retry of an accepted report is answered
+        existing = (_existing_submission(engine, key_hash, client_key)
+                    if key_hash is not None else None)
         if existing is not None:
             return existing
-    if principal.anonymous:
-        limiter_for(engine.url.render_as_string(hide_password=True),
-                    settings.report_rate_limit,
-                    settings.report_rate_window_seconds).hit(client_address or "unknown")
+        limiter.hit(client)  # raises RateLimitedError with retry_after
 
     token = _tracking_token(client_key)
     public_id = _new_public_id()
-    try:
-        with write_transaction(engine) as connection:
-            report_id = connection.execute(REPORTS.insert().values(
-                public_id=public_id, service_code=service_code,
-                category=BY_CODE[service_code].taxonomy, description=text,
-                public_description=redact(text), lon=lon, lat=lat, address=address,
-                occurred_at=occurred, submitted_at=now, updated_at=now, status="pending",
-                channel=channel, attributes=clean_attributes, contact_name=contact_name,
-                contact_email=contact_email, contact_phone=contact_phone,
-                tracking_hash=_hash(token), client_key=key_hash,
-            ).returning(REPORTS.c.id)).scalar_one()
-            if stored_photo is not None:
-                connection.execute(PHOTOS.insert().values(
-                    report_id=report_id, media_type=stored_photo[1],
-                    size=len(stored_photo[0]), content=stored_photo[0], created_at=now))
-            # no personal data in the trail: the report is identified by its public id
-            audit.record(connection, principal, "reports.submit", target_type="report",
-                         target_id=public_id,
-                         details={"service_code": service_code, "channel": channel,
-                                  "photo": stored_photo is not None})
-    except IntegrityError:
-        # a concurrent retry with the same client_key won the race: return its report
-        if key_hash is not None:
-            existing = _existing_submission(engine, key_hash, client_key)
-            if existing is not None:
-                return existing
-        raise
+    # One transaction, one connection: the idempotency check is the insert itself (the
+    # database's unique client_key decides, so two concurrent retries cannot both insert),
+    # and the report, its photo and its audit entry commit together or not at all.
+    with write_transaction(engine) as connection:
+        report_id = _insert_report(connection, keyed=key_hash is not None, values=dict(
+            public_id=public_id, service_code=service_code,
+            category=BY_CODE[service_code].taxonomy, description=text,
+            public_description=redact(text), lon=lon, lat=lat, address=address,
+            occurred_at=occurred, submitted_at=now, updated_at=now, status="pending",
+            channel=channel, attributes=clean_attributes, contact_name=contact_name,
+            contact_email=contact_email, contact_phone=contact_phone,
+            tracking_hash=_hash(token), client_key=key_hash))
+        if report_id is None:
+            # this key's report is stored already (PostgreSQL waited for a concurrent
+            # submission of it to commit): answer with it; a retry is not counted or audited
+            assert key_hash is not None
+            existing = _stored_submission(connection, key_hash, client_key)
+            if existing is None:  # the conflict was a random public_id already taken
+                raise ConflictError("the report could not be stored; please send it again")
+            return existing
+        if limiter is not None:
+            # counted only once stored as new; over the limit, the insert is rolled back
+            limiter.hit(client)
+        if stored_photo is not None:
+            connection.execute(PHOTOS.insert().values(
+                report_id=report_id, media_type=stored_photo[1],
+                size=len(stored_photo[0]), content=stored_photo[0], created_at=now))
+        # no personal data in the trail: the report is identified by its public id
+        audit.record(connection, principal, "reports.submit", target_type="report",
+                     target_id=public_id,
+                     details={"service_code": service_code, "channel": channel,
+                              "photo": stored_photo is not None})
     return {"public_id": public_id, "tracking_token": token, "status": "pending",
             "submitted_at": _iso(now)}
+
+
+def _insert_report(connection: Connection, *, keyed: bool, values: dict[str, Any]
+                   ) -> int | None:
+    """Insert one report and return its id; with an idempotency key, None (and nothing
+    inserted) when a report with that key exists (``ON CONFLICT DO NOTHING``)."""
+    if not keyed:
+        return connection.execute(REPORTS.insert().values(**values)
+                                  .returning(REPORTS.c.id)).scalar_one()
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    # no conflict target: the same key also means the same tracking hash (derived from it),
+    # and a concurrent retry may collide on either unique index first
+    statement = insert(REPORTS).values(**values).on_conflict_do_nothing()
+    return connection.execute(statement.returning(REPORTS.c.id)).scalar()
+
+
+def _stored_submission(connection: Connection, key_hash: str, client_key: str | None
+                       ) -> dict[str, Any] | None:
+    row = connection.execute(select(REPORTS.c.public_id, REPORTS.c.status,
+                                    REPORTS.c.submitted_at)
+                             .where(REPORTS.c.client_key == key_hash)).first()
+    if row is None:
+        return None
+    return {"public_id": row.public_id, "tracking_token": _tracking_token(client_key),
+            "status": row.status, "submitted_at": _iso(row.submitted_at)}
 
 
 def _existing_submission(engine: Engine, key_hash: str, client_key: str | None
                          ) -> dict[str, Any] | None:
     with engine.connect() as connection:
-        row = connection.execute(select(REPORTS.c.public_id, REPORTS.c.status,
-                                        REPORTS.c.submitted_at)
-                                 .where(REPORTS.c.client_key == key_hash)).first()
-    if row is None:
-        return None
-    return {"public_id": row.public_id, "tracking_token": _tracking_token(client_key),
-            "status": row.status, "submitted_at": _iso(row.submitted_at)}
+        return _stored_submission(connection, key_hash, client_key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Thin over the services. Every route checks its permission with ``deps.allowed``;
 the public only reach aggregate routes and get k-suppressed counts there
 (``services.aggregates``). Every parameter is bounded so that no single request can take the
 server down: cells of at least 50 m, at most 9999 permutations, a cap on cells x permutations.
+The analyses (hot spots, near-repeat, change, forecasts) run in worker processes, a bounded
+number at a time (``api.analysis_pool``), so that they never starve the other requests; their
+answer is validated against the route's response model and encoded to JSON there too.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
+from pydantic import TypeAdapter
 from shapely.geometry import mapping
 from sqlalchemy import Engine, func, select
 
+from urbansec.api.analysis_pool import ANALYSES, engine_of
 from urbansec.api.deps import allowed, get_engine, get_settings
 from urbansec.api.schemas_evidence import (
     AreaCounts,
@@ -156,6 +161,16 @@ def _check_work(engine: Engine, flt: IncidentFilter, cell: float, hex_resolution
                          "for one request; use fewer permutations or larger cells")
 
 
+def _json(model: Any, payload: dict[str, Any]) -> bytes:
+    """``payload`` checked against the route's response model and encoded, as FastAPI would."""
+    adapter = TypeAdapter(model)
+    return adapter.dump_json(adapter.validate_python(payload), by_alias=True)
+
+
+def _json_response(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 # --------------------------------------------------------------------------------------------
 # Incidents (individual records: partners and analysts only)
 # --------------------------------------------------------------------------------------------
@@ -273,9 +288,25 @@ def patterns(
 # --------------------------------------------------------------------------------------------
 
 
+def _hotspots_body(database: Engine | str, *, flt: IncidentFilter, method: str, cell: float,
+                   hex_resolution: int | None, within: str | None, weights: str,
+                   permutations: int, seed: int, fdr: bool, bandwidth: float | None,
+                   kernel: str) -> bytes:
+    from urbansec.services.hotspots import hotspots as run
+
+    engine = engine_of(database)
+    _check_work(engine, flt, cell, hex_resolution,
+                permutations if method in ("gi", "lisa") else 0)
+    result = run(engine, flt, method=method,
+                 options=GridOptions(cell=cell, hex_resolution=hex_resolution, within=within),
+                 weights=weights, permutations=permutations, seed=seed, fdr=fdr,
+                 bandwidth=bandwidth, kernel=kernel)
+    return _json(FeatureCollection, feature_collection(result))
+
+
 @router.get("/hotspots", tags=["analysis"], responses=ERRORS, response_model=FeatureCollection,
             summary="Hot spots per cell: counts, KDE, Getis-Ord Gi* or Local Moran's I")
-def hotspots(
+async def hotspots(
     category: Category = None, start: From = None, end: To = None, bbox: Bbox = None,
     area: Area = None, source: Source = None,
     method: Annotated[Literal["count", "kde", "gi", "lisa"], Query()] = "gi",
@@ -289,25 +320,41 @@ def hotspots(
     kernel: Annotated[Literal["quartic", "gaussian"], Query()] = "quartic",
     principal: Principal = Depends(allowed("analysis:run")),
     engine: Engine = Depends(get_engine),
-) -> dict[str, Any]:
-    from urbansec.services.hotspots import hotspots as run
-
+) -> Response:
     if method == "kde" and bandwidth is not None and bandwidth > MAX_BANDWIDTH_CELLS * cell:
         # each incident spreads over (2 bandwidth / cell)^2 cells
         raise UsageError(f"bandwidth may be at most {MAX_BANDWIDTH_CELLS} cells "
                          f"({MAX_BANDWIDTH_CELLS * cell:g} m at {cell:g} m cells)")
     flt = _filter(category, start, end, bbox, area, source)
-    _check_work(engine, flt, cell, hex, permutations if method in ("gi", "lisa") else 0)
-    result = run(engine, flt, method=method,
-                 options=GridOptions(cell=cell, hex_resolution=hex, within=within),
-                 weights=weights, permutations=permutations, seed=seed, fdr=fdr,
-                 bandwidth=bandwidth, kernel=kernel)
-    return feature_collection(result)
+    return _json_response(await ANALYSES.run(
+        engine, _hotspots_body, flt=flt, method=method, cell=cell, hex_resolution=hex,
+        within=within, weights=weights, permutations=permutations, seed=seed, fdr=fdr,
+        bandwidth=bandwidth, kernel=kernel))
+
+
+def _near_repeat_body(database: Engine | str, *, flt: IncidentFilter,
+                      space_bands: list[float], time_bands: list[float], permutations: int,
+                      seed: int, by_category: bool) -> bytes:
+    from urbansec.services import near_repeat as service
+
+    engine = engine_of(database)
+    # the Knox test compares every pair of incidents: bound the pairs and the permutations
+    located = count_incidents(engine, flt)["located"]
+    if located > MAX_NEAR_REPEAT_EVENTS:
+        raise UsageError(f"{located:,} located incidents match: the near-repeat test takes at "
+                         f"most {MAX_NEAR_REPEAT_EVENTS:,} per request; narrow the filter "
+                         "(category, period, area)")
+    if located * (permutations + 1) > MAX_NEAR_REPEAT_WORK:
+        raise UsageError(f"{located:,} incidents x {permutations} permutations is too much for "
+                         "one request; use fewer permutations or narrow the filter")
+    return _json(Open, _clean(service.near_repeat(
+        engine, flt, space_bands=space_bands, time_bands=time_bands,
+        permutations=permutations, seed=seed, by_category=by_category)))
 
 
 @router.get("/near-repeat", tags=["analysis"], responses=ERRORS, response_model=Open,
             summary="Knox test: near-repeat victimisation")
-def near_repeat(
+async def near_repeat(
     category: Category = None, start: From = None, end: To = None, bbox: Bbox = None,
     area: Area = None, source: Source = None,
     space_bands: Annotated[str, Query(max_length=100, pattern=r"^[0-9.,]+$",
@@ -319,7 +366,7 @@ def near_repeat(
     by_category: bool = False,
     principal: Principal = Depends(allowed("analysis:run")),
     engine: Engine = Depends(get_engine),
-) -> dict[str, Any]:
+) -> Response:
     from urbansec.services import near_repeat as service
 
     flt = _filter(category, start, end, bbox, area, source)
@@ -327,23 +374,26 @@ def near_repeat(
     time = service.parse_bands(time_bands, "time_bands")
     if len(space) > 10 or len(time) > 10:
         raise UsageError("at most 10 space bands and 10 time bands")
-    # the Knox test compares every pair of incidents: bound the pairs and the permutations
-    located = count_incidents(engine, flt)["located"]
-    if located > MAX_NEAR_REPEAT_EVENTS:
-        raise UsageError(f"{located:,} located incidents match: the near-repeat test takes at "
-                         f"most {MAX_NEAR_REPEAT_EVENTS:,} per request; narrow the filter "
-                         "(category, period, area)")
-    if located * (permutations + 1) > MAX_NEAR_REPEAT_WORK:
-        raise UsageError(f"{located:,} incidents x {permutations} permutations is too much for "
-                         "one request; use fewer permutations or narrow the filter")
-    return _clean(service.near_repeat(engine, flt, space_bands=space, time_bands=time,
-                                      permutations=permutations, seed=seed,
-                                      by_category=by_category))
+    return _json_response(await ANALYSES.run(
+        engine, _near_repeat_body, flt=flt, space_bands=space, time_bands=time,
+        permutations=permutations, seed=seed, by_category=by_category))
+
+
+def _change_body(database: Engine | str, *, flt: IncidentFilter, baseline: str,
+                 by: str | None, cell: float, alpha: float, correction: str,
+                 limit: int | None) -> bytes:
+    from urbansec.services.change import change as run
+
+    engine = engine_of(database)
+    if by is None:
+        _check_work(engine, flt, cell, None, 0)
+    return _json(Open, _clean(run(engine, flt, baseline=baseline, by=by, cell=cell,
+                                  alpha=alpha, correction=correction, limit=limit)))
 
 
 @router.get("/change", tags=["analysis"], responses=ERRORS, response_model=Open,
             summary="Change against a baseline period, per area or cell")
-def change(
+async def change(
     category: Category = None, start: From = None, end: To = None, bbox: Bbox = None,
     area: Area = None, source: Source = None,
     baseline: Annotated[Literal["previous", "last-year"], Query()] = "previous",
@@ -355,19 +405,30 @@ def change(
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = 100,
     principal: Principal = Depends(allowed("analysis:run")),
     engine: Engine = Depends(get_engine),
-) -> dict[str, Any]:
-    from urbansec.services.change import change as run
-
+) -> Response:
     flt = _filter(category, start, end, bbox, area, source)
-    if by is None:
-        _check_work(engine, flt, cell, None, 0)
-    return _clean(run(engine, flt, baseline=baseline, by=by, cell=cell, alpha=alpha,
-                      correction=correction, limit=limit))
+    return _json_response(await ANALYSES.run(
+        engine, _change_body, flt=flt, baseline=baseline, by=by, cell=cell, alpha=alpha,
+        correction=correction, limit=limit))
+
+
+def _forecast_body(database: Engine | str, *, flt: IncidentFilter, model: str, horizon: str,
+                   train_days: float, cell: float, hex_resolution: int | None,
+                   within: str | None, top: float) -> bytes:
+    from urbansec.services.forecast import forecast as run
+
+    engine = engine_of(database)
+    # fitting a model costs far more per cell than counting: a tighter cap
+    _check_work(engine, flt, cell, hex_resolution, 0, max_cells=MAX_FORECAST_CELLS)
+    result = run(engine, flt, model=model, horizon=horizon, train_days=train_days,
+                 options=GridOptions(cell=cell, hex_resolution=hex_resolution, within=within),
+                 top=top)
+    return _json(FeatureCollection, feature_collection(result))
 
 
 @router.get("/forecast", tags=["forecast"], responses=ERRORS, response_model=FeatureCollection,
             summary="Risk per cell for the next horizon")
-def forecast(
+async def forecast(
     category: Category = None, bbox: Bbox = None, area: Area = None, source: Source = None,
     model: Annotated[Literal["naive", "historical", "kde", "prospective", "sepp"],
                      Query()] = "sepp",
@@ -378,18 +439,15 @@ def forecast(
     top: Annotated[float, Query(gt=0, le=1)] = 0.05,
     principal: Principal = Depends(allowed("forecast:run")),
     engine: Engine = Depends(get_engine),
-) -> dict[str, Any]:
-    from urbansec.services.forecast import forecast as run
+) -> Response:
     from urbansec.services.forecast import parse_horizon
 
     if parse_horizon(horizon).days > 366:
         raise UsageError("horizon: at most a year")
     flt = _filter(category, None, None, bbox, area, source)
-    # fitting a model costs far more per cell than counting: a tighter cap
-    _check_work(engine, flt, cell, hex, 0, max_cells=MAX_FORECAST_CELLS)
-    result = run(engine, flt, model=model, horizon=horizon, train_days=train_days,
-                 options=GridOptions(cell=cell, hex_resolution=hex, within=within), top=top)
-    return feature_collection(result)
+    return _json_response(await ANALYSES.run(
+        engine, _forecast_body, flt=flt, model=model, horizon=horizon, train_days=train_days,
+        cell=cell, hex_resolution=hex, within=within, top=top))
 
 
 # --------------------------------------------------------------------------------------------
