@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     # POST /requests needs an api_key when true (as the deployment configures)
     open311_require_api_key: bool = False
 
+    # --- web dashboard -------------------------------------------------------------------------
+    dashboard_title: str = "urbansec"
+    # map background tiles, e.g. "https://tiles.example/{z}/{x}/{y}.png" (none: boundaries only)
+    tile_url: str | None = None
+    tile_attribution: str | None = None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,7 +28,7 @@ log = logging.getLogger("urbansec.api")
 
 API_PREFIX = "/api/v1"
 #: router modules under ``urbansec.api.routers`` (each exposes ``router``), and Open311
-ROUTERS = ("auth", "admin", "evidence", "reports", "risks", "audit")
+ROUTERS = ("auth", "admin", "evidence", "reports", "risks", "audit", "dashboard")
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -163,7 +164,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(module.router, prefix=API_PREFIX)
     open311 = importlib.import_module("urbansec.api.open311")
     app.include_router(open311.router, prefix="/open311/v2")
+    sensorthings = importlib.import_module("urbansec.api.sensorthings")
+    app.include_router(sensorthings.router, prefix=sensorthings.PREFIX)
+    # the browser dashboard (pages and /static) over the same API
+    from urbansec.web import mount
 
+    mount(app)
+
+    # dashboard views carry thousands of cells: ~10x smaller compressed
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(LimitsAndHeaders, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -1,0 +1,434 @@
+"""The dashboard's event cube: every stored incident once in memory, as numpy columns.
+
+The analyst view redraws on every filter change, so it cannot go back to the database each
+time (a year of Chicago is ~270k rows; three years ~800k). Instead the incidents are loaded
+once through the one way in (``services.events.load_events``), with what every filter needs
+precomputed per event: projected x/y (the city's UTM metres), the UTC instant as int64
+seconds, the local hour, weekday, minute of day and month, the category as a small integer,
+and one small-integer code column per area kind. A filter is then a handful of numpy masks.
+
+The cube is cached per engine and per **data version** (the newest import batch, the newest
+incident id and the number of incidents: every import, update or deletion changes one of
+them). A version check is three indexed aggregates; a changed version rebuilds the cube, and
+``invalidate(engine)`` (called after an import) starts that rebuild in the background.
+
+Area filters mean exactly what ``services.incidents`` makes them mean: when any incident
+carries the kind's code (Chicago's beat, district, ward, community area) the source's codes
+decide, otherwise the imported polygon holding the point does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Engine, func, select
+
+from urbansec.domain.events import Events
+from urbansec.domain.grid import project_geometry
+from urbansec.errors import NotFoundError, UsageError
+from urbansec.services.events import area_codes_at, load_events
+from urbansec.services.incidents import AREAS, INCIDENTS, IncidentFilter
+from urbansec.store.tables import ImportBatch
+
+log = logging.getLogger("urbansec.dashboard")
+
+BATCHES = ImportBatch.__table__
+#: incidents whose ``area_codes`` are read to learn which area kinds the sources carry
+KIND_SAMPLE_ROWS = 2000
+#: how often a request also counts the incidents (to notice deletions made outside urbansec)
+COUNT_RECHECK_SECONDS = 10.0
+#: minutes in a day: time-of-day windows are [start, end) in local minutes
+DAY_MINUTES = 24 * 60
+
+Version = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class AreaColumn:
+    """One area kind: each event's code as an index into ``labels`` (-1: none)."""
+
+    kind: str
+    codes: np.ndarray  # int32, one per event
+    labels: list[str]
+    by_codes: bool  # True: the sources' codes; False: the imported polygon holding the point
+
+    def index_of(self, code: str) -> int:
+        try:
+            return self.labels.index(code)
+        except ValueError:
+            return -1
+
+
+@dataclass
+class EventCube:
+    """All stored incidents as aligned arrays (sorted by time), and what describes them."""
+
+    version: Version
+    built_at: float
+    build_seconds: float
+    crs: str
+    timezone: str
+    ids: np.ndarray  # int64 store ids
+    x: np.ndarray  # float64 metres in ``crs``; NaN when unlocated
+    y: np.ndarray
+    lon: np.ndarray  # float64 WGS84; NaN when unlocated
+    lat: np.ndarray
+    located: np.ndarray  # bool
+    t: np.ndarray  # int64 UTC seconds since the epoch, ascending
+    local: np.ndarray  # int64 local wall-clock seconds since the epoch
+    hour: np.ndarray  # int8 local hour 0..23
+    weekday: np.ndarray  # int8 local weekday, Monday 0
+    minute: np.ndarray  # int16 local minute of the day 0..1439
+    month: np.ndarray  # int32 local month, months since 1970-01
+    exact: np.ndarray  # bool: the time of day is known (not a month-precision record)
+    category: np.ndarray  # int16 index into ``categories``
+    categories: list[str | None]
+    areas: dict[str, AreaColumn]
+    area_geometries: dict[tuple[str, str], BaseGeometry] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.t.size)
+
+    def events(self, mask: np.ndarray | None = None) -> Events:
+        """The (masked) cube as ``Events`` for the pure analyses."""
+        sel = slice(None) if mask is None else mask
+        return Events(x=self.x[sel], y=self.y[sel], t=self.t[sel].astype("datetime64[s]"),
+                      category=np.asarray(self.categories, dtype=object)[self.category[sel]]
+                      if self.categories else np.empty(0, dtype=object),
+                      crs=self.crs, timezone=self.timezone, ids=self.ids[sel],
+                      time_of_day_known=self.exact[sel])
+
+    def area_polygon(self, kind: str, code: str) -> BaseGeometry | None:
+        """The imported polygon of an area, projected to the cube's CRS (None if absent)."""
+        return self.area_geometries.get((kind, code))
+
+
+@dataclass(frozen=True)
+class CubeFilter:
+    """A dashboard filter, resolved: category codes, UTC period, local time window, area."""
+
+    categories: list[str] | None = None
+    start: int | None = None  # UTC seconds, inclusive
+    end: int | None = None  # UTC seconds, exclusive
+    window: tuple[int, int] | None = None  # local minutes [start, end), may wrap midnight
+    area: tuple[str, str] | None = None
+
+    @classmethod
+    def from_incident_filter(cls, flt: IncidentFilter, window: tuple[int, int] | None
+                             ) -> CubeFilter:
+        return cls(categories=flt.categories, start=_seconds(flt.start),
+                   end=_seconds(flt.end), window=window, area=flt.area)
+
+
+def _seconds(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() // 1)
+
+
+def parse_time_window(text: str | None) -> tuple[int, int] | None:
+    """``all`` | ``day`` (06:00-22:00) | ``night`` (22:00-06:00) | ``HH:MM-HH:MM`` local time,
+    as ``(start_minute, end_minute)``; ``None`` for all. The end is exclusive; a window whose
+    end is before its start wraps midnight."""
+    value = (text or "all").strip().lower()
+    if value in ("", "all"):
+        return None
+    if value == "night":
+        return (22 * 60, 6 * 60)
+    if value == "day":
+        return (6 * 60, 22 * 60)
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise UsageError(f"time {text!r}: use all, day, night or HH:MM-HH:MM (local time)")
+    a, b = _minute(start, text), _minute(end, text)
+    if a == b:
+        raise UsageError(f"time {text!r}: the window is empty; use all for the whole day")
+    return (a, b)
+
+
+def _minute(part: str, text: str | None) -> int:
+    hours, sep, minutes = part.strip().partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+            and 1 <= len(hours) <= 2):
+        raise UsageError(f"time {text!r}: use HH:MM-HH:MM, e.g. 22:00-06:00")
+    h, m = int(hours), int(minutes)
+    if h == 24 and m == 0:
+        return DAY_MINUTES
+    if not (0 <= h <= 23 and 0 <= m <= 59):
+        raise UsageError(f"time {text!r}: hours 00-24 and minutes 00-59")
+    return h * 60 + m
+
+
+def in_window(minute: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+    """Minutes of the day inside ``[start, end)``, wrapping midnight when end < start."""
+    start, end = window
+    if start < end:
+        return (minute >= start) & (minute < end)
+    return (minute >= start) | (minute < end)
+
+
+def mask(cube: EventCube, flt: CubeFilter) -> np.ndarray:
+    """Boolean mask of the cube's events matching ``flt`` (numpy only: a few milliseconds).
+
+    The period narrows a slice by binary search (the cube is sorted by time); category, time
+    of day and area are masks within it. Month-precision records have no time of day, so a
+    time window never matches them (as they never enter the hour x weekday table)."""
+    n = len(cube)
+    out = np.zeros(n, dtype=bool)
+    lo = 0 if flt.start is None else int(np.searchsorted(cube.t, flt.start, side="left"))
+    hi = n if flt.end is None else int(np.searchsorted(cube.t, flt.end, side="left"))
+    if hi <= lo:
+        return out
+    part = np.ones(hi - lo, dtype=bool)
+    if flt.categories is not None:
+        wanted = set(flt.categories)
+        lut = np.array([c in wanted for c in cube.categories], dtype=bool)
+        part &= lut[cube.category[lo:hi]] if lut.size else False
+    if flt.window is not None:
+        part &= cube.exact[lo:hi] & in_window(cube.minute[lo:hi], flt.window)
+    if flt.area is not None:
+        kind, code = flt.area
+        column = cube.areas.get(kind)
+        if column is None:
+            known = ", ".join(sorted(cube.areas)) or "none"
+            raise NotFoundError(f"no incidents carry a {kind!r} code and no {kind} areas were "
+                                f"imported (known area kinds: {known})")
+        index = column.index_of(code)
+        if index < 0 and not column.by_codes and (kind, code) not in cube.area_geometries:
+            raise NotFoundError(f"no {kind} {code!r} area was imported")
+        part &= column.codes[lo:hi] == index if index >= 0 else False
+    out[lo:hi] = part
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def data_version(engine: Engine, *, count: bool = True) -> Version:
+    """Cheap to ask, changes on every write that matters: (newest import batch, newest
+    incident id, newest area id, number of incidents). Imports are the only writers of
+    incidents and areas, and each one, update or insert, is a new batch; the count (an
+    indexed scan: ~80 ms for 800k rows on PostgreSQL) also catches deletions made outside
+    urbansec. ``count=False`` leaves it out (-1)."""
+    with engine.connect() as connection:
+        parts = [
+            select(func.coalesce(func.max(BATCHES.c.id), 0)).scalar_subquery(),
+            select(func.coalesce(func.max(INCIDENTS.c.id), 0)).scalar_subquery(),
+            select(func.coalesce(func.max(AREAS.c.id), 0)).scalar_subquery(),
+        ]
+        if count:
+            parts.append(select(func.count()).select_from(INCIDENTS).scalar_subquery())
+        row = connection.execute(select(*parts)).one()
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]) if count else -1)
+
+
+def _carried_kinds(connection: Any) -> set[str]:
+    """Area kinds the sources put on incidents, from the newest and oldest rows."""
+    kinds: set[str] = set()
+    c = INCIDENTS.c
+    for order in (c.id.desc(), c.id.asc()):
+        for (codes,) in connection.execute(select(c.area_codes).order_by(order)
+                                           .limit(KIND_SAMPLE_ROWS)):
+            if isinstance(codes, str):
+                codes = json.loads(codes)
+            kinds.update(str(k).strip().lower() for k in (codes or {}))
+    return {k for k in kinds if k}
+
+
+def _is_carried(connection: Any, kind: str) -> bool:
+    c = INCIDENTS.c
+    return connection.execute(select(c.id).where(c.area_codes[kind].as_string().is_not(None))
+                              .limit(1)).first() is not None
+
+
+def build_cube(engine: Engine) -> EventCube:
+    """Load every incident and precompute the per-event columns (seconds for 800k rows)."""
+    started = time.perf_counter()
+    version = data_version(engine)
+    events = load_events(engine, IncidentFilter())
+    n = len(events)
+    with engine.connect() as connection:
+        imported = sorted(connection.execute(select(AREAS.c.kind).distinct()).scalars().all())
+        carried = _carried_kinds(connection) if n else set()
+        carried |= {k for k in imported if k not in carried and n and _is_carried(connection,
+                                                                                    k)}
+        kinds = sorted(carried | set(imported))
+        code_rows: list[Any] = []
+        if carried:
+            c = INCIDENTS.c
+            columns = [c.area_codes[k].as_string().label(f"k{i}")
+                       for i, k in enumerate(sorted(carried))]
+            code_rows = connection.execute(select(c.id, *columns).order_by(c.id)).all()
+        polygons = {(r.kind, r.code): shape(json.loads(r.geometry)) for r in connection.execute(
+            select(AREAS.c.kind, AREAS.c.code, AREAS.c.geometry))}
+    ids = events.ids if events.ids is not None else np.arange(n, dtype=np.int64)
+    lon, lat = events.to_lonlat()
+    located = events.located
+    t = events.t.astype("datetime64[s]").astype(np.int64)
+    local = events.local_times().astype("datetime64[s]").astype(np.int64)
+    days = np.floor_divide(local, 86_400)
+    minute = (np.mod(local, 86_400) // 60).astype(np.int16)
+    # NULL categories (unmapped source categories) come back as NaN, not None
+    category_values = [c if isinstance(c, str) else None for c in events.category.tolist()]
+    categories = sorted({c for c in category_values if c is not None})
+    has_unmapped = any(c is None for c in category_values)
+    labels: list[str | None] = [*categories, *([None] if has_unmapped else [])]
+    position = {c: i for i, c in enumerate(labels)}
+    category = np.fromiter((position[c] for c in category_values), dtype=np.int16, count=n)
+    exact = (events.time_of_day_known if events.time_of_day_known is not None
+             else np.ones(n, dtype=bool))
+
+    areas: dict[str, AreaColumn] = {}
+    if code_rows:
+        table = np.array([tuple(r) for r in code_rows], dtype=object)
+        row_ids = table[:, 0].astype(np.int64)
+        where = np.searchsorted(row_ids, ids)  # rows are ordered by id
+        where = np.clip(where, 0, max(row_ids.size - 1, 0))
+        for i, kind in enumerate(sorted(carried)):
+            areas[kind] = _column(kind, table[where, i + 1], by_codes=True)
+    for kind in kinds:
+        if kind in areas:
+            continue
+        boundaries = [_Boundary(code, geometry) for (k, code), geometry in polygons.items()
+                      if k == kind]
+        codes = np.full(n, None, dtype=object)
+        if boundaries and located.any():
+            codes[located] = area_codes_at(boundaries, lon[located], lat[located])  # type: ignore[arg-type]
+        areas[kind] = _column(kind, codes, by_codes=False)
+    crs = events.crs
+    projected = {}
+    for key, geometry in polygons.items():
+        try:
+            projected[key] = project_geometry(geometry, crs)
+        except Exception:  # a broken polygon must not stop the dashboard
+            log.warning("area %s:%s could not be projected", *key)
+    for geometry in projected.values():
+        shapely.prepare(geometry)
+    seconds = time.perf_counter() - started
+    log.info("dashboard cube: %d incidents, %d area kinds in %.2f s", n, len(areas), seconds)
+    return EventCube(
+        version=version, built_at=time.time(), build_seconds=seconds, crs=crs,
+        timezone=events.timezone, ids=ids.astype(np.int64), x=events.x, y=events.y,
+        lon=np.asarray(lon, dtype=float), lat=np.asarray(lat, dtype=float), located=located,
+        t=t, local=local, hour=(minute // 60).astype(np.int8),
+        weekday=np.mod(days + 3, 7).astype(np.int8), minute=minute,
+        month=local.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
+        .astype(np.int32), exact=np.asarray(exact, dtype=bool), category=category,
+        categories=labels, areas=areas, area_geometries=projected)
+
+
+@dataclass(frozen=True)
+class _Boundary:
+    """What ``services.events.area_codes_at`` reads of a boundary."""
+
+    code: str
+    geometry: BaseGeometry
+
+
+def _column(kind: str, raw: np.ndarray, *, by_codes: bool) -> AreaColumn:
+    """Codes (None where absent) as small integers into their sorted labels."""
+    codes, labels = pd.factorize(pd.Series(raw, dtype=object), sort=True)
+    return AreaColumn(kind=kind, codes=np.asarray(codes, dtype=np.int32),
+                      labels=[str(v) for v in labels.tolist()], by_codes=by_codes)
+
+
+# --------------------------------------------------------------------------------------------
+# The cache: one cube per engine, rebuilt when the data version changes
+
+
+class CubeCache:
+    """The current cube of one engine; builds at most once at a time (other callers wait)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cube: EventCube | None = None
+        self._warming: threading.Thread | None = None
+        self._counted = 0.0  # when the incidents were last counted against the cube
+        # results derived from the cube (emerging, forecasts...), dropped with the cube
+        self.derived: dict[Any, Any] = {}
+
+    def get(self, engine: Engine) -> EventCube:
+        cube = self._cube
+        if cube is not None and self._current(engine, cube):
+            return cube
+        with self._lock:
+            cube = self._cube
+            if cube is not None and cube.version == data_version(engine):
+                self._counted = time.monotonic()
+                return cube
+            cube = build_cube(engine)
+            self._cube = cube
+            self._counted = time.monotonic()
+            self.derived.clear()
+            return cube
+
+    def _current(self, engine: Engine, cube: EventCube) -> bool:
+        """The ids every request checks (three index look-ups); the count every few
+        seconds only."""
+        if time.monotonic() - self._counted >= COUNT_RECHECK_SECONDS:
+            current = data_version(engine) == cube.version
+            if current:
+                self._counted = time.monotonic()
+            return current
+        return data_version(engine, count=False)[:3] == cube.version[:3]
+
+    def peek(self) -> EventCube | None:
+        return self._cube
+
+    def warm(self, engine: Engine) -> threading.Thread | None:
+        """Build (or check) the cube in a daemon thread; None if one is already running."""
+        if self._warming is not None and self._warming.is_alive():
+            return None
+
+        def run() -> None:
+            try:
+                self.get(engine)
+            except Exception:  # the request path will report the error properly
+                log.exception("warming the dashboard cube failed")
+
+        thread = threading.Thread(target=run, name="urbansec-dashboard-warm", daemon=True)
+        self._warming = thread
+        thread.start()
+        return thread
+
+    def drop(self) -> None:
+        with self._lock:
+            self._cube = None
+            self.derived.clear()
+
+
+_CACHES: weakref.WeakKeyDictionary[Engine, CubeCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cache_for(engine: Engine) -> CubeCache:
+    with _CACHES_LOCK:
+        cache = _CACHES.get(engine)
+        if cache is None:
+            cache = _CACHES[engine] = CubeCache()
+        return cache
+
+
+def get_cube(engine: Engine) -> EventCube:
+    """The cube of the engine's current data (built now if the data changed)."""
+    return cache_for(engine).get(engine)
+
+
+def invalidate(engine: Engine, *, warm: bool = True) -> None:
+    """Call after writing incidents or areas: forget the cube and rebuild it in the
+    background so the next dashboard request finds it ready."""
+    cache = cache_for(engine)
+    cache.drop()
+    if warm:
+        cache.warm(engine)
