@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import Engine
 
-from urbansec.config import get_settings
+from urbansec.config import Settings, get_settings
 from urbansec.errors import DatabaseError, UrbansecError
 from urbansec.services.imports import ImportProgress, ImportReport
 
@@ -464,67 +464,138 @@ def incidents_export(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the export.")
                        ] = Path("urbansec-demo"),
+    serve: Annotated[bool | None, typer.Option(
+        "--serve/--no-serve", help="Serve the dashboard afterwards (default: yes, unless "
+                                   "--json).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import the bundled real sample (Chicago 2017, districts 1 and 18) and summarise it."""
+    """Import the bundled real sample (Chicago 2017, districts 1 and 18), summarise it, make
+    the demo accounts and serve the dashboard on http://127.0.0.1:8000/ (URBANSEC_HOST/PORT)."""
+    # a script asking for JSON wants the result, not a server that never returns
+    serve_after = (not as_json) if serve is None else serve
 
     def action() -> None:
         from urbansec.services.demo import run_demo
 
         engine = _engine()
+        settings = get_settings()
+        if serve_after:
+            _check_port_free(settings.host, settings.port)  # before minutes of work
         with _progress(as_json) as progress:
             result = run_demo(engine, out_dir, progress=progress)
+        address = _dashboard_address(settings.host, settings.port)
         if as_json:
             _print_json(result)
+        else:
+            _print_demo(engine, result)
+        # the logins before the server starts; on stderr under --json so stdout stays JSON
+        console = err if as_json else out
+        _print_demo_logins(console, result["demo_accounts"])
+        if not serve_after:
+            console.print(f"dashboard: run `urbansec serve`, then open {address}")
             return
-        url = engine.url.render_as_string(hide_password=True)
-        out.print(f"[bold]urbansec demo[/] on {url}")
-        for report in result["imports"]:
-            for f in report["files"]:
-                out.print(f"  imported {Path(f['file']).name} ({report['kind']}): "
-                          f"{f['inserted']:,} new, {f['updated']:,} updated, "
-                          f"{f['unchanged']:,} unchanged, {f['rejected']:,} rejected")
-        summary = result["summary"]
-        out.print(f"\n[bold]{summary['total']:,}[/] incidents, "
-                  f"{summary['located_share']:.1%} located, "
-                  f"{_utc(summary['first'])} to {_utc(summary['last'])}")
-        table = Table(title="top categories (ICCS)", title_justify="left")
-        table.add_column("code")
-        table.add_column("category")
-        table.add_column("count", justify="right")
-        table.add_column("share", justify="right")
-        for row in summary["by_category"][:10]:
-            table.add_row(row["code"] or "-", row["name"], f"{row['count']:,}",
-                          f"{row['count'] / summary['total']:.1%}")
-        out.print(table)
-        beats = Table(title="busiest police beats", title_justify="left")
-        beats.add_column("beat")
-        beats.add_column("count", justify="right")
-        for row in result["by_beat"]:
-            beats.add_row(row["code"], f"{row['count']:,}")
-        out.print(beats)
-        export = result["export"]
-        out.print(f"\nhotspot-ready export: {export['path']} "
-                  f"({export['rows']:,} located incidents, GeoJSON points, WGS84)")
-        gi = result["hotspots"]
-        classes = gi["classes"]
-        out.print(f"Gi* hot spots ({gi['grid']}, {gi['weights']} weights, "
-                  f"{gi['permutations']} permutations): "
-                  f"{classes['hot 99%']:,} cells hot at 99%, {classes['hot 95%']:,} at 95%, "
-                  f"{classes['hot 90%']:,} at 90% of {gi['cells']:,} -> {gi['geojson']}, "
-                  f"{gi['png']}")
-        patterns = result["patterns"]
-        night, slot = patterns["night"], patterns["busiest_slot"]
-        out.print(f"night-time ({night['window']}) share {night['share']:.1%}; busiest hour "
-                  f"of the week {slot['weekday']} {slot['hour']:02d}:00 -> {patterns['png']}")
+        console.print(f"\n[bold]dashboard:[/] [link={address}]{address}[/link]  (the map, "
+                      "/report and /track need no login)\npress Ctrl+C to stop")
+        _serve_demo(engine, settings)
 
     _run(action, as_json)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from urbansec.errors import UsageError
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot serve the dashboard on {host}:{port} ({exc.strerror}); "
+                             "stop what uses the port or choose another with URBANSEC_PORT, "
+                             "or run `urbansec demo --no-serve`") from None
+
+
+def _dashboard_address(host: str, port: int) -> str:
+    # a server on every interface is still reached from this machine on the loopback
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def _print_demo_logins(console: Console, accounts: dict[str, Any]) -> None:
+    console.print()
+    logins = Table(title=f"demo logins ({accounts['organisation']['name']})",
+                   title_justify="left")
+    logins.add_column("role")
+    logins.add_column("e-mail")
+    logins.add_column("password")
+    for account in accounts["accounts"]:
+        logins.add_row(account["role"], account["email"], account["password"])
+    console.print(logins)
+
+
+def _serve_demo(engine: Engine, settings: Settings) -> None:
+    import uvicorn
+
+    from urbansec.api.app import create_app
+
+    # the app reads the same settings, with the database the demo just filled
+    app_settings = settings.model_copy(
+        update={"database_url": engine.url.render_as_string(hide_password=False)})
+    uvicorn.run(create_app(app_settings, engine), host=settings.host, port=settings.port,
+                log_level="warning")
+
+
+def _print_demo(engine: Engine, result: dict[str, Any]) -> None:
+    url = engine.url.render_as_string(hide_password=True)
+    out.print(f"[bold]urbansec demo[/] on {url}")
+    for report in result["imports"]:
+        for f in report["files"]:
+            out.print(f"  imported {Path(f['file']).name} ({report['kind']}): "
+                      f"{f['inserted']:,} new, {f['updated']:,} updated, "
+                      f"{f['unchanged']:,} unchanged, {f['rejected']:,} rejected")
+    summary = result["summary"]
+    out.print(f"\n[bold]{summary['total']:,}[/] incidents, "
+              f"{summary['located_share']:.1%} located, "
+              f"{_utc(summary['first'])} to {_utc(summary['last'])}")
+    table = Table(title="top categories (ICCS)", title_justify="left")
+    table.add_column("code")
+    table.add_column("category")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for row in summary["by_category"][:10]:
+        table.add_row(row["code"] or "-", row["name"], f"{row['count']:,}",
+                      f"{row['count'] / summary['total']:.1%}")
+    out.print(table)
+    beats = Table(title="busiest police beats", title_justify="left")
+    beats.add_column("beat")
+    beats.add_column("count", justify="right")
+    for row in result["by_beat"]:
+        beats.add_row(row["code"], f"{row['count']:,}")
+    out.print(beats)
+    export = result["export"]
+    out.print(f"\nhotspot-ready export: {export['path']} "
+              f"({export['rows']:,} located incidents, GeoJSON points, WGS84)")
+    gi = result["hotspots"]
+    classes = gi["classes"]
+    out.print(f"Gi* hot spots ({gi['grid']}, {gi['weights']} weights, "
+              f"{gi['permutations']} permutations): "
+              f"{classes['hot 99%']:,} cells hot at 99%, {classes['hot 95%']:,} at 95%, "
+              f"{classes['hot 90%']:,} at 90% of {gi['cells']:,} -> {gi['geojson']}, "
+              f"{gi['png']}")
+    patterns = result["patterns"]
+    night, slot = patterns["night"], patterns["busiest_slot"]
+    out.print(f"night-time ({night['window']}) share {night['share']:.1%}; busiest hour "
+              f"of the week {slot['weekday']} {slot['hour']:02d}:00 -> {patterns['png']}")
 
 
 # the analysis commands register themselves on ``app``
 from urbansec.cli import admin as _admin  # noqa: E402, F401
 from urbansec.cli import analysis as _analysis  # noqa: E402, F401
 from urbansec.cli import privacy as _privacy  # noqa: E402, F401
+from urbansec.cli import sensors as _sensors  # noqa: E402, F401
 from urbansec.cli import serve as _serve  # noqa: E402, F401
 
 

@@ -1,17 +1,22 @@
-"""The main job on the bundled real sample: import it, summarise it, write a hotspot-ready file.
+"""The main job on the bundled real sample: import it, summarise it, write a hotspot-ready file,
+and make the demo accounts that sign in to the dashboard.
 
-Later issues grow this into the dashboard; for now it proves the chain from a real police
-export to an analyst's first questions (what, where, how well located) in one command.
+It proves the chain from a real police export to an analyst's first questions (what, where,
+how well located) in one command; ``urbansec demo`` then serves the dashboard over the result.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
+from dataclasses import asdict, dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from urbansec.errors import ConflictError, NotFoundError
+from urbansec.services import identity
 from urbansec.services import imports as import_service
 from urbansec.services.imports import ImportProgress
 from urbansec.services.incidents import (
@@ -24,6 +29,55 @@ from urbansec.store.migrate import upgrade
 
 SAMPLE = "chicago"
 SAMPLE_INCIDENTS = "crimes_2017_districts_01_18.csv.gz"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    email: str
+    name: str
+    role: str
+    # published on purpose: these accounts exist only in a demo database on 127.0.0.1
+    password: str
+
+
+#: the organisation of the demo accounts (``identity.create_organisation`` arguments)
+DEMO_ORGANISATION = {"key": "demo-city", "name": "Demo city", "kind": "city"}
+#: the demo logins printed by ``make demo``; the browser tests sign in with the same
+DEMO_ACCOUNTS = (
+    DemoAccount("analyst@demo.urbansec.invalid", "Demo analyst", "analyst", "demo-analyst-2017"),
+    DemoAccount("admin@demo.urbansec.invalid", "Demo admin", "admin", "demo-admin-2017"),
+    DemoAccount("partner@demo.urbansec.invalid", "Demo partner", "partner", "demo-partner-2017"),
+)
+
+
+def ensure_demo_accounts(engine: Engine) -> dict[str, Any]:
+    """The demo organisation and its three users, created when missing (idempotent).
+
+    An account that already exists is left as it is (its password too, should someone have
+    changed it). Returns the organisation and, per account, its login and whether it was new.
+    """
+    try:
+        organisation = identity.organisation_by_key(engine, DEMO_ORGANISATION["key"])
+    except NotFoundError:
+        # ConflictError: created meanwhile by a concurrent run; use that one
+        with suppress(ConflictError):
+            identity.create_organisation(engine, **DEMO_ORGANISATION)
+        organisation = identity.organisation_by_key(engine, DEMO_ORGANISATION["key"])
+    existing = {user["email"] for user in identity.list_users(engine)}
+    accounts = []
+    for account in DEMO_ACCOUNTS:
+        created = False
+        if account.email not in existing:
+            try:
+                identity.create_user(engine, organisation["id"], account.email, account.name,
+                                     account.password, account.role)
+                created = True
+            except ConflictError:
+                pass  # created meanwhile by a concurrent run
+        accounts.append({**asdict(account), "created": created})
+    return {"organisation": {"id": organisation["id"], "key": organisation["key"],
+                             "name": organisation["name"]},
+            "accounts": accounts}
 
 
 def sample_path(name: str) -> Any:
@@ -76,4 +130,5 @@ def run_demo(engine: Engine, out_dir: Path, *, progress: ImportProgress | None =
         "by_district": count_by_area(engine, everything, "district", limit=5),
         "by_beat": count_by_area(engine, everything, "beat", limit=10),
         "export": export,
+        "demo_accounts": ensure_demo_accounts(engine),
     }
