@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _events import write_results
 from urbansec.crowd.anomaly import detect_anomalies, merge_across_series, seasonal_profile
 from urbansec.crowd.nowcast import NOWCAST_MODELS, interval_hits, mase_scale
+from urbansec.sensors.auckland import load_counts as load_auckland_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "auckland-pedestrians" / "hourly_counts.csv.gz"
@@ -78,19 +78,11 @@ ANOMALY = {"profile_weeks": 52, "min_weeks": 4, "threshold": 4.0, "min_share": 0
 
 def load_counts() -> tuple[np.ndarray, list[str], np.ndarray]:
     """Local hourly times ``(n_hours,)`` datetime64[h], counter names, counts ``(n_counters,
-    n_hours)`` with NaN for missing hours (see the module notes)."""
+    n_hours)`` with NaN for missing hours (the reader: :func:`urbansec.sensors.auckland.
+    load_counts`, which applies the counting-day rule of the module notes)."""
     if not DATA.exists():
         raise SystemExit(f"benchmark data missing: {DATA} (see ../shared/data/README.md)")
-    df = pd.read_csv(DATA)
-    hour = df["hour"].str.split(":").str[0].astype(int)
-    local = pd.to_datetime(df["date"]) + pd.to_timedelta(hour + np.where(hour < 6, 24, 0),
-                                                         unit="h")
-    names = [c for c in df.columns if c not in ("date", "hour", "year")]
-    counts = df[names].set_axis(local)
-    counts = counts[~counts.index.duplicated(keep=False)]
-    grid = pd.date_range(local.min(), local.max(), freq="h")
-    return (grid.to_numpy().astype("datetime64[h]"), names,
-            counts.reindex(grid).to_numpy(float).T)
+    return load_auckland_counts(DATA)
 
 
 def forecast_part(times: np.ndarray, names: list[str], y: np.ndarray, stride: int,

@@ -44,6 +44,8 @@ EXPECTED_POLICY: dict[str, set[str]] = {
     "reports:moderate": {"analyst", "admin"},
     "risks:read": {"anonymous", "viewer", "partner", "analyst", "admin"},
     "risks:write": {"partner", "analyst", "admin"},
+    "sensors:read": {"partner", "analyst", "admin"},
+    "sensors:write": {"partner", "analyst", "admin"},
     "organisations:manage": {"admin"},
     "users:manage": {"admin"},
     "audit:read": {"admin"},

@@ -33,6 +33,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # risk register
     "risks:read": ALL,  # further limited by each risk's sharing level
     "risks:write": PARTNERS,
+    # sensor feeds (OGC SensorThings API): things, datastreams, observations, zones
+    "sensors:read": PARTNERS,
+    "sensors:write": PARTNERS,
     # administration
     "organisations:manage": frozenset({"admin"}),
     "users:manage": frozenset({"admin"}),

@@ -6,7 +6,10 @@ from alembic import context
 from sqlalchemy import Engine
 
 from urbansec.config import get_settings
-from urbansec.store import collaboration  # noqa: F401 - registers its tables on Base
+from urbansec.store import (
+    collaboration,  # noqa: F401 - registers its tables on Base
+    sensors,  # noqa: F401 - registers its tables on Base
+)
 from urbansec.store.engine import make_engine
 from urbansec.store.migrate import version_table_schema
 from urbansec.store.tables import Base
