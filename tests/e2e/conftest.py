@@ -117,7 +117,7 @@ def any_server(request: pytest.FixtureRequest) -> LiveServer:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
