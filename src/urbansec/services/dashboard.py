@@ -51,7 +51,7 @@ from urbansec.services.dashboard_cube import (
     parse_time_window,
 )
 from urbansec.services.events import load_boundaries
-from urbansec.services.incidents import AREAS, IncidentFilter
+from urbansec.services.incidents import AREAS, IncidentFilter, iso_utc
 
 LANGUAGES = ("en", "el", "fi", "it")
 LAYERS = ("count", "kde", "gi")
@@ -931,7 +931,7 @@ def reports_layer(engine: Engine, principal: Principal, settings: Settings, *,
                      "geometry": {"type": "Point", "coordinates": [_r(r.lon), _r(r.lat)]},
                      "properties": {"public_id": r.public_id, "category": r.service_code,
                                     "status": r.status,
-                                    "created_at": _iso(r.submitted_at)}} for r in rows]
+                                    "created_at": iso_utc(r.submitted_at)}} for r in rows]
         return {"type": "FeatureCollection", "aggregated": False, "features": features}
     cell = max(float(settings.public_cell_m), MIN_CELL_M)
     k = max(int(settings.k_anonymity), 1)
@@ -951,16 +951,6 @@ def reports_layer(engine: Engine, principal: Principal, settings: Settings, *,
     out["features"] = _features(crs, cell, cols, rows_, table.values,
                                 ["suppressed" if h else "reports" for h in table.suppressed])
     return out
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def risks_layer(engine: Engine, principal: Principal) -> dict[str, Any]:

@@ -223,14 +223,15 @@ def count_incidents(engine: Engine, flt: IncidentFilter) -> dict[str, Any]:
         "area_match": None if area is None else ("source codes" if area.by_codes else "polygon"),
     }
     if first_last is not None:
-        result["first"] = _iso(first_last[0])
-        result["last"] = _iso(first_last[1])
+        result["first"] = iso_utc(first_last[0])
+        result["last"] = iso_utc(first_last[1])
     if not total:
         result["message"] = "no incidents match this filter"
     return result
 
 
-def _iso(value: Any) -> str | None:
+def iso_utc(value: Any) -> str | None:
+    """An instant (aware, naive UTC or ISO text) as ISO 8601 UTC with a Z."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -291,10 +292,10 @@ def iter_incidents(engine: Engine, flt: IncidentFilter, *, located_only: bool = 
                 if row.category in CATEGORIES else None,
                 "source_category": row.source_category,
                 "source_subcategory": row.source_subcategory, "source_code": row.source_code,
-                "occurred_at": _iso(occurred),
+                "occurred_at": iso_utc(occurred),
                 "occurred_local": occurred.astimezone(zone).isoformat(),
                 "time_precision": row.time_precision,
-                "updated_at": _iso(_aware(row.updated_at)) if row.updated_at else None,
+                "updated_at": iso_utc(_aware(row.updated_at)) if row.updated_at else None,
                 "lon": row.lon, "lat": row.lat,
                 "location_description": row.location_description, "address": row.address,
                 "area_codes": _as_dict(row.area_codes), "arrest": row.arrest,
