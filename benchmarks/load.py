@@ -11,11 +11,16 @@ port, over a fresh SQLite file and a fresh PostgreSQL schema holding the bundled
 * ``--analysts`` (20) analysts looping ``GET /api/v1/hotspots?method=gi&cell=250&
   permutations=99`` with an ``X-API-Key`` until the reporters are done.
 
-Each load in ``--loads`` is run on each database: ``closed`` (every reporter submits back to
-back: the server's capacity; by Little's law the latency is then reporters / throughput, so 200
-back-to-back reporters can never see 150 ms unless the server takes 1,300+ reports/s), or a
-rate such as ``100`` (open loop: report i falls due at i / rate seconds, whatever the answers;
-a reporter still busy when its next report falls due starts it late, and that is counted).
+Each load in ``--loads`` is run on each database:
+
+* ``think1`` (the default reading of "200 concurrent reporters"): every reporter is a person
+  who, after an answer, spends a random time (exponential, mean 1 s here: far less than filling
+  in a form takes) before the next report; 200 of them offer about 200 reports/s;
+* ``closed`` (every reporter submits back to back, no pause at all: the server's capacity; by
+  Little's law the latency is then reporters / throughput, so 200 back-to-back reporters can
+  never see 150 ms unless the server takes 1,300+ reports/s);
+* a rate such as ``100`` (open loop: report i falls due at i / rate seconds, whatever the
+  answers; a reporter still busy when its next report falls due starts it late, counted).
 
 It measures p50/p95/p99 latency per operation (per attempt, queueing in the server included),
 throughput, answers by status, the client's own CPU time, the machine's load averages before
@@ -29,7 +34,7 @@ server, and httpx costs about 2.5 ms of CPU per request here against about 0.1 m
 few lines (measured with 200 connections on this 2-CPU machine), which would otherwise be taken
 from the server under test.
 
-    .venv/bin/python benchmarks/load.py          # 20,000 reports, closed loop and 100/s,
+    .venv/bin/python benchmarks/load.py          # 20,000 reports: think1, closed, 100/s,
                                                  # PostgreSQL too if the URL is set
     .venv/bin/python benchmarks/load.py --quick  # 2,000 reports
     .venv/bin/python benchmarks/load.py --loads closed --only postgres --workers 2
@@ -291,7 +296,8 @@ def _body(key: str, i: int, rng: np.random.Generator) -> bytes:
 
 
 async def _load(host: str, port: int, api_key: str, reports: int, reporters: int,
-                analysts: int, seed: int, rate: float | None = None) -> dict[str, Any]:
+                analysts: int, seed: int, rate: float | None = None,
+                think: float | None = None) -> dict[str, Any]:
     submit, hotspot = Tally(), Tally()
     acknowledged: dict[str, str] = {}
     failed: list[str] = []
@@ -304,7 +310,14 @@ async def _load(host: str, port: int, api_key: str, reports: int, reporters: int
     async def reporter(worker: int) -> None:
         rng = np.random.default_rng([seed, worker])
         connection = Connection(host, port)
+        if think:
+            # people do not all press "send" in the same millisecond
+            await asyncio.sleep(float(rng.uniform(0, think)))
+        first = True
         for i in next_index:  # a shared iterator: the reporters split the work
+            if think and not first:
+                await asyncio.sleep(float(rng.exponential(think)))
+            first = False
             if rate is not None:
                 # open loop: report i is due at i / rate seconds; a reporter still busy
                 # when it falls due starts it late (counted, so saturation shows)
@@ -366,7 +379,8 @@ async def _load(host: str, port: int, api_key: str, reports: int, reporters: int
 
 
 def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, analysts: int,
-            workers: int, rate: float | None = None, seed: int = 0) -> dict[str, Any]:
+            workers: int, rate: float | None = None, think: float | None = None,
+            seed: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="urbansec-load-") as tmp, \
             _database(kind, postgres, Path(tmp)) as url:
         api_key = _api_key(url)
@@ -378,7 +392,7 @@ def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, an
                              headers={"X-API-Key": api_key})
             load_before = os.getloadavg()
             result = asyncio.run(_load(host, port, api_key, reports, reporters, analysts, seed,
-                                       rate))
+                                       rate, think))
             load_after = os.getloadavg()
         stored = _check_database(url)
         log_tail = (Path(tmp) / "server.log").read_text(errors="replace")[-1500:]
@@ -402,7 +416,8 @@ def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, an
                        and stored["audit_chain_ok"])
     requests = result["submit"]["n"] + result["hotspots"]["n"]
     return {"database": kind, "workers": workers, "reports": reports, "reporters": reporters,
-            "analysts": analysts, "rate": rate, "late_starts": result["late_starts"],
+            "analysts": analysts, "rate": rate, "think_s": think,
+            "late_starts": result["late_starts"],
             "elapsed_s": round(result["elapsed_s"], 2),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in load_after],
@@ -423,8 +438,7 @@ def _table(runs: list[dict[str, Any]]) -> str:
               f"{'p99 ms':>8} {'per s':>7}  errors")
     lines = [header, "-" * len(header)]
     for run in runs:
-        mode = (f"open loop {run['rate']:g}/s, {run['late_starts']} late starts"
-                if run["rate"] else "closed loop")
+        mode = _mode(run)
         lines.append(f"{run['database']}: {run['reports']} reports, {run['reporters']} "
                      f"reporters, {run['analysts']} analysts, {run['workers']} worker(s), "
                      f"{mode}, {run['elapsed_s']} s; load average "
@@ -450,17 +464,37 @@ def _table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _loads(text: str) -> list[float | None]:
-    loads: list[float | None] = []
+def _mode(run: dict[str, Any]) -> str:
+    if run["rate"]:
+        return f"open loop {run['rate']:g}/s, {run['late_starts']} late starts"
+    if run.get("think_s"):
+        return f"closed loop, {run['think_s']:g} s mean pause between a reporter's reports"
+    return "closed loop, back to back"
+
+
+def _load_name(load: tuple[str, float | None]) -> str:
+    mode, value = load
+    if mode == "closed" or value is None:
+        return "closed"
+    return f"think{value:g}" if mode == "think" else f"{value:g}/s"
+
+
+def _loads(text: str) -> list[tuple[str, float | None]]:
+    """``closed``, ``think<seconds>`` or an open-loop rate, comma-separated."""
+    loads: list[tuple[str, float | None]] = []
     for part in text.split(","):
         part = part.strip()
         if part == "closed":
-            loads.append(None)
-        else:
-            rate = float(part)
-            if not rate > 0:
-                raise argparse.ArgumentTypeError(f"a rate must be positive, not {part!r}")
-            loads.append(rate)
+            loads.append(("closed", None))
+            continue
+        mode = "think" if part.startswith("think") else "open"
+        try:
+            value = float(part.removeprefix("think"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a load: {part!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: the number must be positive")
+        loads.append((mode, value))
     return loads
 
 
@@ -471,9 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reporters", type=int, default=200)
     parser.add_argument("--analysts", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--loads", type=_loads, default=[None, 100.0],
-                        help="comma-separated: 'closed' (each reporter submits back to back) "
-                             "and/or open-loop rates in reports per second, e.g. closed,100")
+    parser.add_argument("--loads", type=_loads,
+                        default=[("think", 1.0), ("closed", None), ("open", 100.0)],
+                        help="comma-separated: 'think<s>' (each reporter pauses a random "
+                             "time, mean <s>, between reports), 'closed' (back to back) and/or "
+                             "open-loop rates in reports per second, e.g. think1,closed,100")
     parser.add_argument("--postgres", default=os.environ.get("URBANSEC_TEST_POSTGRES_URL"),
                         help="PostgreSQL URL (default: $URBANSEC_TEST_POSTGRES_URL)")
     parser.add_argument("--only", choices=("sqlite", "postgres"), default=None)
@@ -487,16 +523,17 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "postgres" and not args.postgres:
             print("postgres: skipped (set URBANSEC_TEST_POSTGRES_URL or give --postgres)")
             continue
-        for rate in args.loads:
-            print(f"{kind}, {'closed loop' if rate is None else f'{rate:g}/s'}: running...",
-                  flush=True)
+        for load in args.loads:
+            print(f"{kind}, {_load_name(load)}: running...", flush=True)
+            mode, value = load
             runs.append(run_one(kind, args.postgres, reports=reports,
                                 reporters=args.reporters, analysts=args.analysts,
-                                workers=args.workers, rate=rate))
+                                workers=args.workers, rate=value if mode == "open" else None,
+                                think=value if mode == "think" else None))
     print(_table(runs))
     write_results(args.output, "load", started, runs,
                   settings={"reports": reports, "reporters": args.reporters,
-                            "loads": ["closed" if r is None else r for r in args.loads],
+                            "loads": [_load_name(load) for load in args.loads],
                             "analysts": args.analysts, "workers": args.workers,
                             "hotspot_query": HOTSPOT_QUERY,
                             "rate_limit": "URBANSEC_REPORT_RATE_LIMIT=100000000 (lifted)"})

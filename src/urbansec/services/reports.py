@@ -47,6 +47,7 @@ from urbansec.privacy.ratelimit import limiter_for
 from urbansec.privacy.redact import redact, sniff_image_type, strip_image_metadata
 from urbansec.services import audit
 from urbansec.services.access import ANONYMOUS, SYSTEM, Principal, can, require
+from urbansec.services.incidents import iso_utc
 from urbansec.store.collaboration import Report, ReportPhoto
 from urbansec.store.engine import write_transaction
 
@@ -170,10 +171,6 @@ def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def report_status_for_open311(status: str) -> Literal["open", "closed"]:
     """Open311 knows only open and closed: new and approved reports are open, every final
     state (closed, rejected, merged, erased) is closed."""
@@ -231,14 +228,14 @@ def _view(row: Any, *, exact: bool, restricted: bool, own: bool, settings: Setti
         "location_precision_m": precision,
         "address": row.address if exact or own else None,
         "attributes": dict(row.attributes or {}),
-        "submitted_at": _iso(row.submitted_at),
-        "updated_at": _iso(row.updated_at),
+        "submitted_at": iso_utc(row.submitted_at),
+        "updated_at": iso_utc(row.updated_at),
         "status_notes": row.status_notes,
         "agency_responsible": row.agency_responsible,
         "merged_into": merged_into,
     }
     if exact or own:
-        view["occurred_at"] = _iso(row.occurred_at)
+        view["occurred_at"] = iso_utc(row.occurred_at)
         view["channel"] = row.channel
     if restricted or own:
         view.update({
@@ -246,11 +243,11 @@ def _view(row: Any, *, exact: bool, restricted: bool, own: bool, settings: Setti
             "contact_name": row.contact_name,
             "contact_email": row.contact_email,
             "contact_phone": row.contact_phone,
-            "contact_erased_at": _iso(row.contact_erased_at),
+            "contact_erased_at": iso_utc(row.contact_erased_at),
             "has_photo": has_photo,
         })
     if restricted:
-        view["moderated_at"] = _iso(row.moderated_at)
+        view["moderated_at"] = iso_utc(row.moderated_at)
     return view
 
 
@@ -390,7 +387,7 @@ def submit_report(engine: Engine, principal: Principal, *, service_code: str,
                      details={"service_code": service_code, "channel": channel,
                               "photo": stored_photo is not None})
     return {"public_id": public_id, "tracking_token": token, "status": "pending",
-            "submitted_at": _iso(now)}
+            "submitted_at": iso_utc(now)}
 
 
 def _insert_report(connection: Connection, *, keyed: bool, values: dict[str, Any]
@@ -418,7 +415,7 @@ def _stored_submission(connection: Connection, key_hash: str, client_key: str | 
     if row is None:
         return None
     return {"public_id": row.public_id, "tracking_token": _tracking_token(client_key),
-            "status": row.status, "submitted_at": _iso(row.submitted_at)}
+            "status": row.status, "submitted_at": iso_utc(row.submitted_at)}
 
 
 def _existing_submission(engine: Engine, key_hash: str, client_key: str | None
@@ -716,7 +713,7 @@ def _duplicates(connection: Connection, row: Any) -> list[dict[str, Any]]:
         if distance <= DUPLICATE_RADIUS_M:
             found.append({"public_id": c.public_id, "status": c.status,
                           "distance_m": round(distance, 1),
-                          "submitted_at": _iso(c.submitted_at),
+                          "submitted_at": iso_utc(c.submitted_at),
                           "public_description": c.public_description})
     return sorted(found, key=lambda d: d["distance_m"])
 
@@ -778,6 +775,6 @@ def purge_contacts(engine: Engine, *, older_than_days: int | None = None,
                 contact_name=None, contact_email=None, contact_phone=None,
                 description=REPORTS.c.public_description, contact_erased_at=now)).rowcount
         audit.record(connection, principal, "privacy.purge", target_type="report",
-                     details={"older_than_days": days, "cutoff": _iso(cutoff),
+                     details={"older_than_days": days, "cutoff": iso_utc(cutoff),
                               "reports": count})
     return int(count)

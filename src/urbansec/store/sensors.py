@@ -29,7 +29,7 @@ from urbansec.store.types import UTCDateTime, json_type
 
 #: what a datastream measures for crowd safety (``None``: not tied to a zone's crowd state)
 DATASTREAM_ROLES = ("in_counter", "out_counter", "area_count", "beacon_devices",
-                    "lighting_status", "footfall")
+                    "lighting_status", "footfall", "position")
 
 
 class Zone(Base):
