@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from urbansec.privacy.ratelimit import reset_all
 from urbansec.store.engine import make_engine, normalise_url
 from urbansec.store.migrate import upgrade
 
@@ -37,6 +38,13 @@ def postgres_url() -> str | None:
 def needs_shared_data(path: Path) -> None:
     if not path.exists():
         pytest.skip(f"{path} not found: the shared data sets live in ../shared/data")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Rate limiters are per process and keyed by the database URL, which PostgreSQL tests
+    share: each test starts with no failed sign-ins or submissions counted."""
+    reset_all()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

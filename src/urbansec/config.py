@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # anonymous report submissions allowed per client (IP) per window
     report_rate_limit: int = 30
     report_rate_window_seconds: int = 60
+    # failed sign-ins allowed per account, and per client address, in a window: beyond them
+    # sign-in is refused (429) until the window has slid, so passwords cannot be guessed
+    login_failure_limit: int = 10
+    login_failure_address_limit: int = 50
+    login_failure_window_seconds: int = 900
 
     # --- privacy -----------------------------------------------------------------------------
     # aggregates below this count are suppressed in anything a viewer or the public sees
@@ -42,6 +47,9 @@ class Settings(BaseSettings):
     public_cell_m: float = 250.0
     # reporters' contact details are erased this many days after the report
     contact_retention_days: int = 180
+
+    # --- night-time view: local whole hours HH:MM-HH:MM, crossing midnight allowed --------
+    night_window: str = "22:00-06:00"
 
     # --- Open311 GeoReport v2 ----------------------------------------------------------------
     open311_jurisdiction_id: str = "urbansec.local"

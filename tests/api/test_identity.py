@@ -372,3 +372,31 @@ def test_production_hasher_is_argon2id_and_old_hashes_are_upgraded(
             User.id == people["admin"])).scalar_one()
     assert upgraded != stored and "m=2048,t=2" in upgraded
     identity.issue_tokens(db, "admin@example.org", PASSWORD)
+
+
+def test_failed_sign_ins_are_throttled_per_account_and_address(
+        db: Engine, people: dict[str, Any]) -> None:
+    settings = Settings(login_failure_limit=3, login_failure_address_limit=5,
+                        login_failure_window_seconds=600)
+    client = TestClient(create_app(settings, db))
+    for _ in range(3):
+        response = client.post("/api/v1/auth/token",
+                               json={"email": "admin@example.org", "password": "guess"})
+        assert response.status_code == 401
+    # the right password no longer helps for this account: the guesser cannot tell either
+    response = client.post("/api/v1/auth/token",
+                           json={"email": "admin@example.org", "password": PASSWORD})
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["retry-after"]) <= 600
+    assert actions(db, "auth.login_throttled")[0]["details"]["email"] == "admin@example.org"
+    # another account from the same address still signs in, until the address limit
+    assert client.post("/api/v1/auth/token", json={
+        "email": "analyst@example.org", "password": PASSWORD}).status_code == 200
+    for _ in range(2):
+        assert client.post("/api/v1/auth/token", json={
+            "email": "nobody@example.org", "password": "guess"}).status_code == 401
+    assert client.post("/api/v1/auth/token", json={
+        "email": "analyst@example.org", "password": PASSWORD}).status_code == 429
+    # a successful sign-in is never counted as a failure
+    assert len(actions(db, "auth.login_failed")) == 5

@@ -56,6 +56,14 @@ class SlidingWindowLimiter:
             self._hits.setdefault(key, deque()).append(now)
             self._sweep(now)
 
+    def record(self, key: str) -> None:
+        """Record a hit for ``key`` whatever its count (failures are counted even when the
+        caller already refuses more)."""
+        with self._lock:
+            now = self.clock()
+            self._hits.setdefault(key, deque()).append(now)
+            self._sweep(now)
+
     def reset(self) -> None:
         with self._lock:
             self._hits.clear()

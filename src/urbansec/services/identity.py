@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -33,8 +34,10 @@ from urbansec.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    RateLimitedError,
     UsageError,
 )
+from urbansec.privacy.ratelimit import SlidingWindowLimiter, limiter_for
 from urbansec.services import audit
 from urbansec.services.access import ROLES, SYSTEM, Principal
 from urbansec.store.collaboration import ApiKey, AuthToken, Organisation, User
@@ -291,15 +294,55 @@ def _insert_tokens(connection: Any, user_id: int, settings: Settings) -> dict[st
             "expires_in": int(lifetime.total_seconds())}
 
 
+def _login_limiters(engine: Engine, settings: Settings
+                    ) -> tuple[SlidingWindowLimiter, SlidingWindowLimiter]:
+    scope = "login:" + engine.url.render_as_string(hide_password=True)
+    window = settings.login_failure_window_seconds
+    return (limiter_for(scope + ":account", settings.login_failure_limit, window),
+            limiter_for(scope + ":address", settings.login_failure_address_limit, window))
+
+
+def _check_login_throttle(engine: Engine, settings: Settings, address: str,
+                          client_address: str | None) -> None:
+    account, by_address = _login_limiters(engine, settings)
+    wait = max(account.check(address),
+               by_address.check(client_address) if client_address else 0.0)
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        # the same answer whether the account exists or not
+        raise RateLimitedError(
+            f"too many failed sign-ins for this account or from this address; try again in "
+            f"{retry} s", details={"retry_after": retry})
+
+
+def _count_login_failure(engine: Engine, settings: Settings, address: str,
+                         client_address: str | None) -> None:
+    account, by_address = _login_limiters(engine, settings)
+    account.record(address)
+    if client_address:
+        by_address.record(client_address)
+
+
 def issue_tokens(engine: Engine, email: str, password: str, *,
-                 settings: Settings | None = None) -> dict[str, Any]:
+                 settings: Settings | None = None,
+                 client_address: str | None = None) -> dict[str, Any]:
     """Sign in: ``{"access_token", "refresh_token", "token_type": "bearer", "expires_in"}``.
 
     Raises AuthenticationError with the same message for an unknown e-mail, a wrong password
-    and an inactive account (an attacker learns nothing about which)."""
+    and an inactive account (an attacker learns nothing about which). Failed sign-ins are
+    counted per account and per client address: beyond ``login_failure_limit`` (or the
+    address limit) in the window, sign-in answers RateLimitedError, even with the right
+    password, until the window has slid (audited as ``auth.login_throttled``)."""
     settings = settings or get_settings()
     address = (email or "").strip().lower()[:320]
     password = password if isinstance(password, str) else ""
+    try:
+        _check_login_throttle(engine, settings, address, client_address)
+    except RateLimitedError:
+        with write_transaction(engine) as connection:
+            audit.record(connection, "anonymous", "auth.login_throttled", target_type="user",
+                         details={"email": address, "client": client_address})
+        raise
     with engine.connect() as connection:
         row = connection.execute(
             select(USERS.c.id, USERS.c.organisation_id, USERS.c.password_hash,
@@ -329,6 +372,7 @@ def issue_tokens(engine: Engine, email: str, password: str, *,
             audit.record(connection, _user_principal(row), "auth.login", target_type="user",
                          target_id=row.id, details={"email": address})
     if tokens is None:
+        _count_login_failure(engine, settings, address, client_address)
         raise AuthenticationError("wrong e-mail or password, or the account is inactive")
     if row is not None and _hasher.check_needs_rehash(row.password_hash):
         _rehash(engine, row.id, password)

@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
-from urbansec.api.deps import get_engine, get_principal, get_settings
+from urbansec.api.deps import client_address, get_engine, get_principal, get_settings
 from urbansec.api.routers.admin import OrganisationOut
 from urbansec.config import Settings
 from urbansec.errors import AuthenticationError
@@ -117,14 +117,16 @@ async def _login_body(request: Request) -> Login:
 
 
 @router.post("/auth/token", response_model=Tokens, tags=["auth"], openapi_extra=_LOGIN_BODY,
-             responses={**UNAUTHORISED, 422: {"description": "Malformed request"}})
+             responses={**UNAUTHORISED, 422: {"description": "Malformed request"},
+                        429: {"description": "Too many failed sign-ins for this account or "
+                                             "from this address (Retry-After)"}})
 async def login(request: Request, engine: Engine = Depends(get_engine),
                 settings: Settings = Depends(get_settings)) -> dict[str, Any]:
     """Sign in with e-mail and password; returns an access and a refresh token."""
     body = await _login_body(request)
     # argon2 is deliberately slow: keep it off the event loop
     return await run_in_threadpool(identity.issue_tokens, engine, body.email, body.password,
-                                   settings=settings)
+                                   settings=settings, client_address=client_address(request))
 
 
 @router.post("/auth/refresh", response_model=Tokens, tags=["auth"], responses=UNAUTHORISED)
