@@ -1,6 +1,7 @@
 """Privacy commands: ``urbansec privacy purge`` applies the retention rule for reporters'
-contact details (``URBANSEC_CONTACT_RETENTION_DAYS``, default 180). Run it daily (cron or a
-systemd timer). The CLI acts as ``SYSTEM`` (``cli`` in the audit trail)."""
+contact details (``URBANSEC_CONTACT_RETENTION_DAYS``, default 180) and deletes sign-in tokens
+expired or revoked more than a day ago. Run it daily (cron or a systemd timer). The CLI acts
+as ``SYSTEM`` (``cli`` in the audit trail)."""
 
 from __future__ import annotations
 
@@ -23,18 +24,25 @@ def purge_command(
              "URBANSEC_CONTACT_RETENTION_DAYS).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Erase reporters' contact details (and the unredacted text) after the retention period."""
+    """Erase reporters' contact details (and the unredacted text) after the retention period,
+    and delete sign-in tokens that expired or were revoked more than a day ago."""
 
     def action() -> None:
+        from urbansec.services.identity import purge_expired_tokens
         from urbansec.services.reports import purge_contacts
 
         settings = get_settings()
         days = settings.contact_retention_days if older_than is None else older_than
-        count = purge_contacts(_ready_engine(), older_than_days=days, settings=settings)
+        engine = _ready_engine()
+        count = purge_contacts(engine, older_than_days=days, settings=settings)
+        tokens = purge_expired_tokens(engine)
         if as_json:
-            _print_json({"older_than_days": days, "reports_purged": count})
+            _print_json({"older_than_days": days, "reports_purged": count,
+                         "tokens_purged": tokens})
         else:
             out.print(f"erased the contact details of [bold]{count:,}[/] report"
                       f"{'' if count == 1 else 's'} submitted more than {days} days ago")
+            out.print(f"deleted [bold]{tokens:,}[/] expired or revoked sign-in token"
+                      f"{'' if tokens == 1 else 's'}")
 
     _run(action, as_json)

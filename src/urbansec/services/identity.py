@@ -279,6 +279,22 @@ def _revoke_user_tokens(connection: Any, user_id: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def purge_expired_tokens(engine: Engine, *, older_than_days: int = 1) -> int:
+    """Delete tokens that expired or were revoked more than ``older_than_days`` ago (a
+    sign-in history is personal data, kept no longer than it serves); returns how many.
+    A deleted token is refused like an unknown one, so nothing that worked stops working."""
+    if older_than_days < 0:
+        raise UsageError("older_than_days must be >= 0")
+    cutoff = _now() - timedelta(days=older_than_days)
+    with write_transaction(engine) as connection:
+        deleted = connection.execute(TOKENS.delete().where(
+            (TOKENS.c.expires_at < cutoff) | (TOKENS.c.revoked_at < cutoff))).rowcount
+        if deleted:
+            audit.record(connection, SYSTEM, "auth.tokens_purged",
+                         details={"tokens": deleted, "older_than_days": older_than_days})
+    return int(deleted)
+
+
 def _insert_tokens(connection: Any, user_id: int, settings: Settings) -> dict[str, Any]:
     now = _now()
     access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -586,6 +602,6 @@ __all__ = [
     "MIN_PASSWORD_LENGTH", "ORGANISATION_KINDS", "check_password",
     "count_admins", "create_api_key", "create_organisation", "create_user", "describe",
     "get_user", "issue_tokens", "list_api_keys", "list_organisations", "list_users", "logout",
-    "organisation_by_key", "principal_from_api_key", "principal_from_token", "refresh_tokens",
-    "revoke_api_key", "update_user",
+    "organisation_by_key", "principal_from_api_key", "principal_from_token",
+    "purge_expired_tokens", "refresh_tokens", "revoke_api_key", "update_user",
 ]
