@@ -179,3 +179,23 @@ def test_cli_bootstrap_commands_are_audited(db: Engine, monkeypatch: pytest.Monk
     assert all(e["actor"] == "system:cli" for e in audit.entries(db, limit=100)
                if e["action"] != "auth.login")
     assert invoke(db, "audit", "verify").exit_code == 0
+
+
+def test_concurrent_appends_keep_one_chain(db: Engine) -> None:
+    """Writers racing on the chain head never fork it (PostgreSQL appends in one statement
+    under the chain lock; SQLite serialises writers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def append(i: int) -> str:
+        with write_transaction(db) as connection:
+            return audit.record(connection, ALICE, "test.race", target_id=i,
+                                details={"i": i, "text": "Ελλάδα"})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        hashes = list(pool.map(append, range(200)))
+    result = audit.verify(db)
+    assert result["ok"], result["problems"]
+    assert result["entries"] == 200 and len(set(hashes)) == 200
+    with db.connect() as connection:
+        stored = set(connection.execute(select(AuditEntry.hash)).scalars())
+    assert stored == set(hashes)  # what record() returned is what was stored

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Text, func, literal, select, text
 
 from urbansec.services.access import Principal
 from urbansec.store.collaboration import AuditEntry
@@ -53,14 +53,23 @@ def record(connection: Connection, principal: Principal | str, action: str, *,
     at = datetime.now(UTC)
     details = json.loads(json.dumps(details or {}, default=str))
     target = None if target_id is None else str(target_id)
+    canonical = _canonical(at, actor, organisation_id, action, target_type, target, details)
+    values = {"at": at, "actor": actor, "organisation_id": organisation_id, "action": action,
+              "target_type": target_type, "target_id": target, "details": details}
+    if connection.dialect.name == "postgresql":
+        # read the head and append in one statement: the chain lock is then held for two
+        # round trips (this and the commit) instead of three, which is what bounds how many
+        # audited writes per second the whole deployment can make
+        head = func.coalesce(select(AUDIT.c.hash).order_by(AUDIT.c.id.desc()).limit(1)
+                             .scalar_subquery(), GENESIS)
+        digest_sql = func.encode(func.sha256(func.convert_to(
+            head.concat(literal(canonical, Text())), "UTF8")), "hex")
+        return str(connection.execute(AUDIT.insert().values(
+            **values, prev_hash=head, hash=digest_sql).returning(AUDIT.c.hash)).scalar_one())
     prev = connection.execute(
         select(AUDIT.c.hash).order_by(AUDIT.c.id.desc()).limit(1)).scalar() or GENESIS
-    digest = entry_hash(prev, _canonical(at, actor, organisation_id, action, target_type,
-                                         target, details))
-    connection.execute(AUDIT.insert().values(
-        at=at, actor=actor, organisation_id=organisation_id, action=action,
-        target_type=target_type, target_id=target, details=details, prev_hash=prev,
-        hash=digest))
+    digest = entry_hash(prev, canonical)
+    connection.execute(AUDIT.insert().values(**values, prev_hash=prev, hash=digest))
     return digest
 
 
