@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # --- night-time view: local whole hours HH:MM-HH:MM, crossing midnight allowed --------
     night_window: str = "22:00-06:00"
 
+    # --- night-time view: local whole hours HH:MM-HH:MM, crossing midnight allowed --------
+    night_window: str = "22:00-06:00"
+
     # --- Open311 GeoReport v2 ----------------------------------------------------------------
     open311_jurisdiction_id: str = "urbansec.local"
     # POST /requests needs an api_key when true (as the deployment configures)
