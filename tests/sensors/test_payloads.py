@@ -63,7 +63,11 @@ def test_results_against_types_and_roles() -> None:
     assert reason(lambda: check_result(True, counter)) == "wrong_type"
     light = DatastreamRule(2, "x:any", "lighting_status")
     check_result("dimmed", light)
+    check_result(0.5, light)  # the numeric codes: 1 on, 0.5 dimmed, 0 off, -1 failed
+    check_result(-1, light)
     assert reason(lambda: check_result("broken", light)) == "wrong_type"
+    assert reason(lambda: check_result(2, light)) == "wrong_type"
+    assert reason(lambda: check_result(True, light)) == "wrong_type"
     assert reason(lambda: check_result("1", DatastreamRule(3, MEASUREMENT))) == "wrong_type"
 
 

@@ -594,6 +594,7 @@ def _print_demo(engine: Engine, result: dict[str, Any]) -> None:
 # the analysis commands register themselves on ``app``
 from urbansec.cli import admin as _admin  # noqa: E402, F401
 from urbansec.cli import analysis as _analysis  # noqa: E402, F401
+from urbansec.cli import crowd as _crowd  # noqa: E402, F401
 from urbansec.cli import nighttime as _nighttime  # noqa: E402, F401
 from urbansec.cli import privacy as _privacy  # noqa: E402, F401
 from urbansec.cli import sensors as _sensors  # noqa: E402, F401

@@ -79,20 +79,28 @@ def occupancy_from_flows(inflow: ArrayLike, outflow: ArrayLike, *, initial: Arra
     if np.any(start < 0) or not np.all(np.isfinite(start)):
         raise UsageError("the initial occupancy must be a non-negative number")
 
-    occupancy = np.empty_like(net)
-    clipped = np.zeros_like(net)
-    current = start
-    # a loop over minutes, vectorised over zones: clipping and anchoring make each minute
-    # depend on the clipped value of the one before, which a cumulative sum cannot express
-    for t in range(net.shape[1]):
-        current = current + net[:, t]
-        clipped[:, t] = np.maximum(-current, 0.0)
-        current = current + clipped[:, t]
-        has_count = ~np.isnan(anchors[:, t])
-        current = np.where(has_count, anchors[:, t], current)
-        clipped[has_count, t] = 0.0
-        occupancy[:, t] = current
+    # Between anchors the occupancy is a random walk reflected at zero (Lindley's recursion
+    # O[t] = max(O[t-1] + x[t], 0)), whose closed form O[t] = S[t] - min(0, min S[..t]) (S the
+    # unclipped running sum from the run's start) is a cumulative sum and a running minimum:
+    # vectorised over minutes too, exactly equal to the minute-by-minute loop on counts.
     anchored = ~np.isnan(anchors)
+    n_zones, n_minutes = net.shape
+    rows = np.arange(n_zones)[:, None]
+    run = np.cumsum(anchored, axis=1)  # 0 before the first anchor, k after the k-th
+    total = np.cumsum(np.where(anchored, 0.0, net), axis=1)  # an anchor overrides its flow
+    last = np.maximum.accumulate(np.where(anchored, np.arange(n_minutes), -1), axis=1)
+    at_last = np.maximum(last, 0)
+    base = np.where(last >= 0, anchors[rows, at_last], start[:, None])
+    walk = base + total - np.where(last >= 0, total[rows, at_last], 0.0)
+    # the running minimum within each run: every run is shifted below all earlier ones, so a
+    # running minimum over the whole row never reaches back into a previous run
+    shift = 2.0 * (np.max(np.abs(walk), initial=0.0) + 1.0) * run
+    low = np.minimum.accumulate(walk - shift, axis=1) + shift
+    added = np.maximum(-low, 0.0)  # persons added since the run's start to stay at zero
+    occupancy = walk + added
+    before = np.zeros_like(added)
+    before[:, 1:] = added[:, :-1]
+    clipped = np.where(anchored, 0.0, added - before)
     if one_zone:
         return OccupancyResult(occupancy[0], clipped[0], anchored[0])
     return OccupancyResult(occupancy, clipped, anchored)

@@ -160,7 +160,10 @@ def check_result(result: Any, rule: DatastreamRule) -> None:
             raise Rejected("negative_count", f"count {result} is below zero")
         return
     if rule.role == "lighting_status":
-        if result not in LIGHTING_STATES:
+        # text, or the numeric codes some controllers send: 1 on, 0.5 dimmed, 0 off, -1 failed
+        numeric = not isinstance(result, bool) and isinstance(result, int | float) \
+            and result in (1, 0.5, 0, -1)
+        if result not in LIGHTING_STATES and not numeric:
             raise Rejected("wrong_type", f"a lighting status is one of "
                                          f"{', '.join(LIGHTING_STATES)}, not {result!r:.60}")
         return

@@ -430,7 +430,8 @@ def ensure_auckland_datastreams(connection: Connection, sites: Sequence[Any]) ->
     for site in sites:
         thing_id, new_thing = _ensure(connection, Thing.__table__, f"auckland:{site.name}", {
             "name": site.name, "description": f"Pedestrian counter at {site.name}, Auckland",
-            "properties": {"source": "auckland-pedestrians", "city": "Auckland"}})
+            "properties": {"source": "auckland-pedestrians", "city": "Auckland",
+                           "timezone": "Pacific/Auckland"}})
         if new_thing and site.lat is not None and site.lon is not None:
             location_id, _ = _ensure(connection, Location.__table__,
                                      f"auckland:{site.name}", {

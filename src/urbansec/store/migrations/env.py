@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from urbansec.config import get_settings
 from urbansec.store import (
     collaboration,  # noqa: F401 - registers its tables on Base
+    crowd,  # noqa: F401 - registers its tables on Base
     sensors,  # noqa: F401 - registers its tables on Base
 )
 from urbansec.store.engine import make_engine
