@@ -205,6 +205,13 @@ def postgres_database(base: str) -> Iterator[str]:
 # --------------------------------------------------------------------------------------------
 
 
+def view_cells(view: dict[str, Any]) -> int:
+    """The number of cells a ``/dashboard/view`` answer draws (its grid rows; a GeoJSON
+    FeatureCollection's features in answers from before the compact grid)."""
+    cells = view["cells"]
+    return len(cells["cells"] if "cells" in cells else cells["features"])
+
+
 class Traffic:
     """Every finished request of a page: its URL and encoded size (headers + body), and the
     requests still in flight."""
@@ -245,7 +252,7 @@ class Traffic:
         counts = []
         for response in self.views:
             try:
-                counts.append(len(response.json()["cells"]["features"]))
+                counts.append(view_cells(response.json()))
             except Exception:  # an aborted (superseded) request has no body
                 continue
         return counts
@@ -323,8 +330,7 @@ def redraws(browser: Any, base: str, storage: dict[str, str]) -> list[dict[str, 
                                  ".map(([, t]) => t).pop()")
         # the API answers of this change only (the panels after ready may still be loading)
         page.wait_for_timeout(50)
-        features = [len(r.json()["cells"]["features"]) for r in traffic.views[views_before:]
-                    if r.ok]
+        features = [view_cells(r.json()) for r in traffic.views[views_before:] if r.ok]
         out.append({"change": label, "seconds": round((ready_at - started) / 1000, 3),
                     "url": page.url.removeprefix(base), "total":
                     page.get_attribute("#view-total", "data-value"),

@@ -72,13 +72,23 @@ def test_view_shape_and_totals(as_caller: Any, sample_db: Engine) -> None:
     assert body["suppressed"] is False and body["k"] is None
     assert body["period"]["from"] == "2017-06-01" and body["period"]["last"] == "2017-08-31"
     cells = body["cells"]
-    assert cells["type"] == "FeatureCollection" and cells["layer"] == "gi"
+    assert cells["type"] == "grid" and cells["layer"] == "gi"
     assert cells["cell_m"] == 250
     assert {entry["class"] for entry in cells["legend"]} == {
         "hot-99", "hot-95", "hot-90", "ns", "cold-90", "cold-95", "cold-99"}
-    feature = cells["features"][0]
+    assert cells["grid"] == {"crs": "EPSG:32616", "size": 250.0, "utm_zone": 16,
+                             "south": False}
+    assert cells["columns"] == ["col", "row", "value", "class"]
+    assert cells["cells"] and all(len(row) == 4 for row in cells["cells"])
+    # the same cells as GeoJSON squares, for GIS clients
+    geojson = as_caller("analyst").get(f"{API}/view?{query}&format=geojson").json()["cells"]
+    assert geojson["type"] == "FeatureCollection"
+    assert [f["id"] for f in geojson["features"]] == [
+        f"250m_{col}_{row}" for col, row, _, _ in cells["cells"]]
+    feature = geojson["features"][0]
     assert feature["geometry"]["type"] == "Polygon"
     assert set(feature["properties"]) == {"value", "class"}
+    assert as_caller("analyst").get(f"{API}/view?{query}&format=kml").status_code == 422
     assert len(body["hour_weekday"]["counts"]) == 7
     assert all(len(row) == 24 for row in body["hour_weekday"]["counts"])
     # night hours only
@@ -89,11 +99,28 @@ def test_view_shape_and_totals(as_caller: Any, sample_db: Engine) -> None:
         category="05", start="2017-06-01", end="2017-08-31"))["total"]
 
 
+def test_view_is_gzipped_when_the_client_takes_it(as_caller: Any) -> None:
+    import gzip
+    import json
+
+    client = as_caller("analyst")
+    plain = client.get(f"{API}/view?category=05", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert "accept-encoding" in plain.headers["vary"].lower()
+    packed = client.stream("GET", f"{API}/view?category=05",
+                           headers={"accept-encoding": "gzip, deflate"})
+    with packed as response:
+        assert response.headers["content-encoding"] == "gzip"
+        body = b"".join(response.iter_raw())
+    assert len(body) < len(plain.content) / 3
+    assert json.loads(gzip.decompress(body)) == plain.json()
+
+
 def test_public_view_is_suppressed(as_caller: Any) -> None:
     body = as_caller("anonymous").get(f"{API}/view?category=05&area=beat:1822&cell=50").json()
     assert body["suppressed"] is True and body["k"] == K
     assert body["cells"]["cell_m"] == 250
-    values = [f["properties"]["value"] for f in body["cells"]["features"]]
+    values = [value for _, _, value, _ in body["cells"]["cells"]]
     assert values and all(v is None or v >= K for v in values)
     viewer = as_caller("viewer").get(f"{API}/view?category=05&area=beat:1822&cell=50").json()
     assert viewer["cells"] == body["cells"]
@@ -189,3 +216,26 @@ def test_startup_warms_the_cube_without_leaking_threads(sample_db: Engine) -> No
         assert client.get(f"{API}/config").status_code == 200
     assert not thread.is_alive()
     assert "urbansec-dashboard-warm" not in {t.name for t in threading.enumerate()}
+
+
+@pytest.mark.parametrize("path", ["/config", "/taxonomy", "/areas/district"])
+def test_page_data_is_revalidated_with_an_etag(as_caller: Any, path: str) -> None:
+    client = as_caller("analyst")
+    first = client.get(f"{API}{path}")
+    assert first.status_code == 200
+    tag = first.headers["etag"]
+    assert tag.startswith('W/"') and first.headers["cache-control"] == "private, no-cache"
+    again = client.get(f"{API}{path}", headers={"if-none-match": tag})
+    assert again.status_code == 304 and not again.content and again.headers["etag"] == tag
+    assert client.get(f"{API}{path}", headers={"if-none-match": 'W/"other"'}).status_code \
+        == 200
+
+
+def test_config_names_what_the_page_needs(as_caller: Any) -> None:
+    analyst = as_caller("analyst").get(f"{API}/taxonomy").headers["etag"]
+    public = as_caller("anonymous").get(f"{API}/taxonomy").headers["etag"]
+    assert analyst != public  # the public's counts are suppressed: another answer
+    config = as_caller("anonymous").get(f"{API}/config").json()
+    assert config["contact_retention_days"] == Settings().contact_retention_days
+    kinds = {k["kind"]: k for k in config["area_kinds"]}
+    assert kinds["district"]["boundaries"] is True and kinds["ward"]["boundaries"] is False

@@ -329,12 +329,19 @@ MAP_PROBE = """
 
 def drawn_features(page: Any, container: str = "map") -> list[dict[str, Any]]:
     """The GeoJSON features drawn on the Leaflet map in ``#container`` (boundary outlines
-    left out): ``{"id", "properties"}`` each. Needs ``MAP_PROBE`` in the context."""
+    left out), and the hotspot cells of its cell layer: ``{"id", "properties"}`` each. Needs
+    ``MAP_PROBE`` in the context."""
     features = page.evaluate("""(id) => {
         const map = (window.__e2eMaps || []).find(m => m.getContainer().id === id);
         if (!map) return null;
         const out = [];
         map.eachLayer(layer => {
+          // the hotspot cells are one canvas layer (static/js/grid.js) holding all of them
+          if (Array.isArray(layer.cells)) {
+            for (const cell of layer.cells) out.push({id: String(cell.id),
+                                                      properties: cell.properties || {}});
+            return;
+          }
           if (!layer.feature || (layer.options && layer.options.pane === 'boundaries')) return;
           out.push({id: layer.feature.id === undefined ? null : String(layer.feature.id),
                     properties: layer.feature.properties || {}});

@@ -63,7 +63,10 @@ def _check_view(page: Any, view_url: str, token: str) -> dict[str, Any]:
     view = _api_view(page, token, query)
     assert view["total"] > 0 and view["suppressed"] is False, view["total"]
     assert view_total(page) == view["total"]
-    expected_ids = sorted(str(f["id"]) for f in view["cells"]["features"])
+    # the cells come as the grid and [col, row, value, class] rows; the page names each
+    # cell as the API's GeoJSON does ("250m_col_row")
+    size = view["cells"]["grid"]["size"]
+    expected_ids = sorted(f"{size:g}m_{col}_{row}" for col, row, *_ in view["cells"]["cells"])
     assert expected_ids, "no cells for burglary at night in district 18"
     assert drawn_cell_ids(page) == expected_ids
     counts = view["hour_weekday"]["counts"]

@@ -17,6 +17,7 @@ from urbansec.analysis import weights as spatial_weights
 from urbansec.domain.events import Events
 from urbansec.domain.grid import SquareGrid
 from urbansec.errors import NotFoundError, UsageError
+from urbansec.ingest.generic import GenericMapping
 from urbansec.services import cells
 from urbansec.services.area_rates import area_rates, read_denominators
 from urbansec.services.change import change
@@ -241,10 +242,29 @@ def test_month_precision_incidents_stay_out_of_hour_patterns(db: Engine, tmp_pat
     import_incidents(db, [path], "uk-police")
     result = time_patterns(db, IncidentFilter.parse())
     assert result["events"] == 30
-    assert result["month_precision_only"] == 30
+    assert result["without_time_of_day"] == 30
     assert np.array(result["hour_weekday"]["counts"]).sum() == 0
     assert result["busiest_slot"] is None
     assert result["monthly"]["counts"] == [10, 10, 10]
+
+
+def test_day_precision_incidents_stay_out_of_hour_patterns(db: Engine, tmp_path: Path
+                                                           ) -> None:
+    from urbansec.services.imports import import_incidents
+
+    path = tmp_path / "days.csv"
+    path.write_text("id,date,lat,lon,type\n" + "".join(
+        f"d{i},2023-03-{1 + i:02d},41.88,-87.63,burglary\n" for i in range(10)))
+    mapping = {"source": {"key": "daily-log", "timezone": "America/Chicago"},
+               "columns": {"id": "id", "time": "date", "lat": "lat", "lon": "lon",
+                           "category": "type", "time_format": "%Y-%m-%d"},
+               "categories": {"map": {"burglary": "0501"}}}
+    import_incidents(db, [path], "generic", mapping=GenericMapping.from_dict(mapping))
+    result = time_patterns(db, IncidentFilter.parse())
+    assert result["events"] == 10
+    assert result["without_time_of_day"] == 10  # day only: no hour to place them in
+    assert np.array(result["hour_weekday"]["counts"]).sum() == 0
+    assert result["monthly"]["counts"] == [10]
 
 
 def test_rates_from_published_berlin_counts(db: Engine) -> None:

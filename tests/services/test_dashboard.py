@@ -58,8 +58,13 @@ def _view(engine: Engine, privacy: Privacy = ANALYST, **query: Any) -> dict[str,
     return dashboard.view(engine, dashboard.ViewRequest(**query), privacy)
 
 
+def _features(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The view's cells as GeoJSON features (what ``format=geojson`` answers)."""
+    return dashboard.cell_features(result["cells"])["features"]
+
+
 def _cell_counts(result: dict[str, Any]) -> dict[str, Any]:
-    return {f["id"]: f["properties"]["value"] for f in result["cells"]["features"]}
+    return {f["id"]: f["properties"]["value"] for f in _features(result)}
 
 
 @pytest.mark.parametrize("query", FILTERS)
@@ -118,7 +123,7 @@ def test_cells_equal_direct_binning(sample_db: Engine, query: dict[str, str]) ->
         legend = result["cells"]["legend"]
         assert legend[0]["min"] == min(expected.values())
         assert legend[-1]["max"] == max(expected.values())
-        for feature in result["cells"]["features"][:50]:
+        for feature in _features(result)[:50]:
             ring = feature["geometry"]["coordinates"][0]
             assert len(ring) == 5 and ring[0] == ring[-1]
             assert all(round(v, 6) == v for point in ring for v in point)
@@ -133,7 +138,7 @@ def test_gi_classes_match_the_hotspots_service(sample_db: Engine, query: dict[st
     names = dashboard.GI_CLASSES
     expected = {r["cell_id"]: (names[r["class"]], r["z"], r["count"])
                 for r in reference.records()}
-    shown = {f["id"]: f["properties"] for f in result["cells"]["features"]}
+    shown = {f["id"]: f["properties"] for f in _features(result)}
     assert result["cells"]["study_cells"] == len(expected)
     assert set(shown) <= set(expected)
     for cell_id, (klass, z, count) in expected.items():
@@ -166,7 +171,7 @@ def test_public_view_is_suppressed(sample_db: Engine) -> None:
             result = _view(sample_db, PUBLIC, layer=layer, cell=100.0, **query)
             assert result["suppressed"] is True and result["k"] == K
             assert result["cells"]["cell_m"] == PUBLIC_CELL  # never finer for the public
-            values = [f["properties"]["value"] for f in result["cells"]["features"]]
+            values = [value for _, _, value, _ in result["cells"]["cells"]]
             if layer == "count":
                 assert all(v is None or v >= K for v in values)
                 assert any(v is None for v in values)
@@ -184,9 +189,9 @@ def test_public_view_is_suppressed(sample_db: Engine) -> None:
 def test_public_kde_hides_sparse_surfaces(sample_db: Engine) -> None:
     analyst = _view(sample_db, layer="kde", category="0903")
     public = _view(sample_db, PUBLIC, layer="kde", category="0903")
-    assert analyst["cells"]["features"] and not public["cells"]["features"]
+    assert analyst["cells"]["cells"] and not public["cells"]["cells"]
     dense = _view(sample_db, PUBLIC, layer="kde", category="05")
-    assert dense["cells"]["features"]
+    assert dense["cells"]["cells"]
     assert dense["cells"]["units"] == "incidents per km²"
 
 
@@ -240,6 +245,54 @@ def test_config_describes_the_data(sample_db: Engine) -> None:
     assert config["default_area_kind"] == "district"
     assert config["tile_url"] == "http://127.0.0.1/t/{z}"
     assert config["languages"] == ["en", "el", "fi", "it"]
+    assert config["contact_retention_days"] == Settings().contact_retention_days
+    # beats and districts were imported; wards are only carried by the incidents
+    boundaries = {k["kind"]: k["boundaries"] for k in config["area_kinds"]}
+    assert boundaries["district"] is boundaries["beat"] is True
+    assert boundaries["ward"] is False
+
+
+def test_cells_are_a_grid_of_utm_squares(sample_db: Engine) -> None:
+    """The compact cells: the grid once, one [col, row, value, class] row per cell, and the
+    same squares as GeoJSON through ``cell_features`` (corners projected by pyproj)."""
+    from pyproj import Transformer
+
+    result = _view(sample_db, category="05")
+    cells = result["cells"]
+    assert cells["type"] == "grid" and cells["columns"] == ["col", "row", "value", "class"]
+    grid = cells["grid"]
+    assert grid == {"crs": "EPSG:32616", "size": 250.0, "utm_zone": 16, "south": False}
+    assert sum(row[2] for row in cells["cells"]) == result["located"]
+    features = _features(result)
+    assert len(features) == len(cells["cells"])
+    to_lonlat = Transformer.from_crs("EPSG:32616", "EPSG:4326", always_xy=True)
+    for (col, row, value, klass), feature in zip(cells["cells"][:20], features, strict=False):
+        assert feature["id"] == f"250m_{col}_{row}"
+        assert feature["properties"] == {"value": value, "class": klass}
+        lon, lat = to_lonlat.transform(col * 250.0, row * 250.0)
+        assert feature["geometry"]["coordinates"][0][0] == [round(lon, 6), round(lat, 6)]
+    assert dashboard.utm_zone("EPSG:32733") == (33, True)
+    for crs in ("EPSG:4326", "EPSG:32661", "EPSG:3857"):
+        with pytest.raises(ValueError):
+            dashboard.utm_zone(crs)
+
+
+def test_view_json_is_cached_per_data_version_and_privacy(sample_db: Engine) -> None:
+    import json
+
+    request = dashboard.ViewRequest(category="05", layer="gi")
+    first = dashboard.view_json(sample_db, request, ANALYST)
+    assert dashboard.view_json(sample_db, request, ANALYST) is first  # from memory
+    public = dashboard.view_json(sample_db, request, PUBLIC)
+    assert public != first and json.loads(public)["suppressed"] is True
+    geojson = json.loads(dashboard.view_json(sample_db, request, ANALYST, geojson=True))
+    body = json.loads(first)
+    assert geojson["cells"]["type"] == "FeatureCollection"
+    assert len(geojson["cells"]["features"]) == len(body["cells"]["cells"])
+    # the body is the view's, elapsed time aside
+    direct = _view(sample_db, category="05", layer="gi")
+    for name in ("total", "located", "cells", "hour_weekday", "monthly", "categories"):
+        assert body[name] == json.loads(json.dumps(direct[name])), name
 
 
 def test_bad_filters_are_usage_errors(sample_db: Engine) -> None:
@@ -318,12 +371,42 @@ def test_cache_follows_imports(db: Engine, tmp_path: Path, chicago_header: str,
     assert _view(db)["total"] == everything["total"]
 
 
+def test_a_deletion_outside_urbansec_is_counted_in_the_background(
+        db: Engine, tmp_path: Path, chicago_header: str, chicago_lines: list[str]) -> None:
+    """Requests check the ids only; the count (which sees a deletion the ids do not) runs
+    in a background thread every few seconds and has the cube rebuilt."""
+    from sqlalchemy import delete, func, select
+
+    from urbansec.services.incidents import INCIDENTS
+
+    path = _write_extra(tmp_path / "a.csv.gz", chicago_header, chicago_lines[:40], 2017, 0)
+    import_incidents(db, [path], "chicago")
+    cache = cache_for(db)
+    cube = get_cube(db)
+    assert len(cube) == 40
+    with db.begin() as connection:  # not the newest row: the newest id stays the same
+        oldest = connection.execute(select(func.min(INCIDENTS.c.id))).scalar_one()
+        connection.execute(delete(INCIDENTS).where(INCIDENTS.c.id == oldest))
+    assert get_cube(db) is cube  # the ids are unchanged and the count is not due yet
+    cache._counted = 0.0  # the count is due now
+    assert get_cube(db) is cube  # this request does not wait for it
+    assert cache._counting is not None
+    cache._counting.join(timeout=60)
+    if cache._warming is not None:
+        cache._warming.join(timeout=60)
+    rebuilt = get_cube(db)
+    assert rebuilt is not cube and len(rebuilt) == 39
+
+
 def test_invalidate_rebuilds_in_the_background(db: Engine, tmp_path: Path,
                                                chicago_header: str,
                                                chicago_lines: list[str]) -> None:
     from urbansec.services.dashboard_cube import invalidate
 
     path = _write_extra(tmp_path / "a.csv.gz", chicago_header, chicago_lines[:50], 2017, 0)
+    invalidate(db)  # no cube was ever built for this engine: nothing to do
+    assert cache_for(db)._warming is None
+    assert len(get_cube(db)) == 0
     import_incidents(db, [path], "chicago")
     invalidate(db)
     thread = cache_for(db)._warming
@@ -333,3 +416,19 @@ def test_invalidate_rebuilds_in_the_background(db: Engine, tmp_path: Path,
     cube = cache_for(db).peek()
     assert cube is not None and len(cube) == 50
     assert get_cube(db) is cube
+
+
+def test_check_work_refuses_studies_too_large(sample_db: Engine) -> None:
+    """The refusal the dashboard's forecast and backtest use before starting a model fit
+    (``services.aggregates.check_work``), estimated from the incidents' box."""
+    from urbansec.services.aggregates import check_work
+
+    everything = IncidentFilter()
+    check_work(sample_db, everything, 250.0, None, 0)  # the two districts at 250 m: fine
+    with pytest.raises(UsageError, match="cells: at most 100"):
+        check_work(sample_db, everything, 250.0, None, 0, max_cells=100)
+    with pytest.raises(UsageError, match="permutations"):
+        check_work(sample_db, everything, 50.0, None, 10_000)
+    # nothing matches: nothing to refuse
+    check_work(sample_db, IncidentFilter.parse(area="ward:99999"), 50.0, None, 10_000,
+               max_cells=1)

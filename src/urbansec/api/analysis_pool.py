@@ -103,11 +103,21 @@ class AnalysisPool:
                 self._executor = None
         executor.shutdown(wait=False, cancel_futures=True)
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, terminate: bool = False) -> None:
+        """Stop the workers (the pool starts new ones on its next use). ``terminate``: end
+        the analyses still running instead of waiting for them: the server is stopping and
+        nobody will read their answers (waiting could outlast the stop's grace period; the
+        server would then be killed and leave its workers computing, orphaned)."""
         with self._lock:
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        if terminate:
+            # ProcessPoolExecutor has no public way to end its workers before Python 3.14
+            for process in list(getattr(executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
 
     def _bounded(self, function: Callable[..., T], engine: Engine, kwargs: dict[str, Any]
                  ) -> T:

@@ -274,9 +274,9 @@ def patterns_command(
         if slot:
             out.print(f"busiest hour of the week: {slot['weekday']} {slot['hour']:02d}:00 "
                       f"({slot['count']:,})")
-        if result.get("month_precision_only"):
-            out.print(f"{result['month_precision_only']:,} incidents are dated to the month "
-                      "only: they count by month, not by hour or weekday")
+        if result.get("without_time_of_day"):
+            out.print(f"{result['without_time_of_day']:,} incidents are dated to the day or "
+                      "month only: they count by month, not in the hour x weekday table")
         monthly = result["monthly"]
         months = Table(title="by month", title_justify="left")
         months.add_column("month")

@@ -72,7 +72,7 @@ class Events:
     patterns, never on a map); ``t``: UTC instants, ``datetime64[s]``; ``category``: canonical
     category codes (``object`` array of str, ``None`` where unmapped); ``timezone``: the IANA
     zone of the city, for local-time patterns; ``ids``: store ids when loaded from the store;
-    ``time_of_day_known``: False where the source gave only a month (e.g. UK police data),
+    ``time_of_day_known``: False where the source gave only a day or a month (UK police data),
     whose times must not enter hour-of-day patterns (None: every time is exact).
     """
 

@@ -22,22 +22,35 @@ Partners and analysts (``incidents:read``) get unsuppressed counts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from urbansec.domain.grid import HexGrid, make_grid
 from urbansec.errors import NotFoundError, UsageError
 from urbansec.services.access import Principal, sees_individual_records
 from urbansec.services.events import assign_areas, load_boundaries, load_events_with_codes
-from urbansec.services.incidents import IncidentFilter, count_incidents
+from urbansec.services.incidents import (
+    INCIDENTS,
+    IncidentFilter,
+    _resolve_area,
+    _where,
+    count_incidents,
+)
+
+if TYPE_CHECKING:
+    from urbansec.config import Settings
 
 #: the smallest square cell anyone may ask for (bounds the work of one request)
 MIN_CELL_M = 50.0
 MAX_CELL_M = 50_000.0
+#: one study's grid cells, and its cells x (permutations + 1), at most (``check_work``)
+MAX_STUDY_CELLS = 250_000
+MAX_STUDY_WORK = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,41 @@ class Privacy:
             return cls(suppress=False, k=k, min_cell_m=MIN_CELL_M)
         return cls(suppress=True, k=max(int(k), 1), min_cell_m=max(float(public_cell_m),
                                                                      MIN_CELL_M))
+
+
+def privacy_for(principal: Principal, settings: Settings) -> Privacy:
+    """How ``principal`` sees counts under ``settings`` (k and the public cell size)."""
+    return Privacy.for_principal(principal, settings.k_anonymity, settings.public_cell_m)
+
+
+def check_work(engine: Engine, flt: IncidentFilter, cell: float, hex_resolution: int | None,
+               permutations: int, max_cells: int = MAX_STUDY_CELLS) -> None:
+    """Refuse a study whose cell count (estimated from the incidents' bounding box) or work
+    (cells x permutations) would tie up the server; say what to change."""
+    with engine.connect() as connection:
+        where = _where(connection, flt, _resolve_area(connection, flt))
+        c = INCIDENTS.c
+        box = connection.execute(select(func.min(c.lon), func.max(c.lon), func.min(c.lat),
+                                        func.max(c.lat)).where(where)).one()
+    if box[0] is None:
+        return
+    min_lon, max_lon, min_lat, max_lat = (float(v) for v in box)
+    mid = math.radians((min_lat + max_lat) / 2)
+    width = (max_lon - min_lon) * 111_320 * math.cos(mid) + cell
+    height = (max_lat - min_lat) * 110_540 + cell
+    if hex_resolution is not None:
+        import h3
+
+        cell_area = float(h3.average_hexagon_area(hex_resolution, unit="m^2"))
+    else:
+        cell_area = cell * cell
+    cells = width * height / cell_area
+    if cells > max_cells:
+        raise UsageError(f"about {cells:,.0f} cells: at most {max_cells:,}; use larger cells "
+                         "or a smaller area")
+    if cells * (permutations + 1) > MAX_STUDY_WORK:
+        raise UsageError(f"about {cells:,.0f} cells x {permutations} permutations is too much "
+                         "for one request; use fewer permutations or larger cells")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -127,10 +128,15 @@ _derived_lock = threading.Lock()
 _key_locks: dict[Any, threading.Lock] = {}
 
 
-def cached(engine: Engine, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+#: rendered views (JSON bytes) kept per data version: a few hundred kB each
+_VIEWS_SIZE = 32
+
+
+def cached(engine: Engine, key: tuple[Any, ...], compute: Callable[[], Any], *,
+           store_name: str = "lru", size: int = _DERIVED_SIZE) -> Any:
     """``compute()`` once per ``key`` (which must include the data version); the same
     request arriving twice while it runs waits for the first instead of doing it again."""
-    store: OrderedDict[Any, Any] = _derived(engine)
+    store: OrderedDict[Any, Any] = _derived(engine, store_name)
     with _derived_lock:
         if key in store:
             store.move_to_end(key)
@@ -147,16 +153,16 @@ def cached(engine: Engine, key: tuple[Any, ...], compute: Callable[[], Any]) -> 
                 _key_locks.pop((id(engine), key), None)
         with _derived_lock:
             store[key] = value
-            while len(store) > _DERIVED_SIZE:
+            while len(store) > size:
                 store.popitem(last=False)
         return value
 
 
-def _derived(engine: Engine) -> OrderedDict[Any, Any]:
+def _derived(engine: Engine, name: str = "lru") -> OrderedDict[Any, Any]:
     cache = cache_for(engine)
-    store = cache.derived.get("lru")
+    store = cache.derived.get(name)
     if store is None:
-        store = cache.derived.setdefault("lru", OrderedDict())
+        store = cache.derived.setdefault(name, OrderedDict())
     return store
 
 
@@ -164,10 +170,25 @@ def _derived(engine: Engine) -> OrderedDict[Any, Any]:
 # Configuration, taxonomy, areas
 
 
+def current_version(engine: Engine) -> tuple[int, ...]:
+    """The data version the dashboard's answers are computed from (the cube's)."""
+    return get_cube(engine).version
+
+
 def dashboard_config(engine: Engine, settings: Settings) -> dict[str, Any]:
     """What the map page needs before its first request: title, time zone, extent, period,
-    area kinds, tiles and the privacy settings it must respect."""
+    area kinds (and whether each has imported boundaries to draw), tiles, the privacy
+    settings it must respect and how long report contacts are kept. Kept per data version:
+    the page asks for it on every load."""
     cube = get_cube(engine)
+    shown = (settings.dashboard_title, settings.tile_url, settings.tile_attribution,
+             int(settings.k_anonymity), float(settings.public_cell_m),
+             int(settings.contact_retention_days))
+    return cached(engine, ("config", cube.version, shown),
+                  lambda: _dashboard_config(engine, cube, settings))
+
+
+def _dashboard_config(engine: Engine, cube: EventCube, settings: Settings) -> dict[str, Any]:
     with engine.connect() as connection:
         kinds = dict(connection.execute(select(AREAS.c.kind, func.count())
                                         .group_by(AREAS.c.kind)).all())
@@ -187,16 +208,19 @@ def dashboard_config(engine: Engine, settings: Settings) -> dict[str, Any]:
     if len(cube):
         period = {"first": _local_day(cube, int(cube.t[0])),
                   "last": _local_day(cube, int(cube.t[-1]))}
-    imported = [k for k, n in kinds.items() if n >= 2 and k in _imported_kinds(engine)]
+    with_boundaries = _imported_kinds(engine)
+    imported = [k for k, n in kinds.items() if n >= 2 and k in with_boundaries]
     default = "district" if "district" in kinds else (
         min(imported, key=lambda k: kinds[k]) if imported else None)
     return {
         "title": settings.dashboard_title, "timezone": cube.timezone, "bounds": bounds,
         "period": period,
-        "area_kinds": [{"kind": k, "count": int(kinds[k])} for k in sorted(kinds)],
+        "area_kinds": [{"kind": k, "count": int(kinds[k]), "boundaries": k in with_boundaries}
+                       for k in sorted(kinds)],
         "default_area_kind": default, "tile_url": settings.tile_url,
         "tile_attribution": settings.tile_attribution, "k_anonymity": int(settings.k_anonymity),
         "public_cell_m": float(settings.public_cell_m), "languages": list(LANGUAGES),
+        "contact_retention_days": int(settings.contact_retention_days),
         "data_version": list(cube.version),
     }
 
@@ -334,6 +358,27 @@ def view(engine: Engine, request: ViewRequest, privacy: Privacy) -> dict[str, An
     cube = get_cube(engine)
     with gc_paused():
         return _view(cube, request, flt, cube_filter, privacy, started)
+
+
+def view_json(engine: Engine, request: ViewRequest, privacy: Privacy, *,
+              geojson: bool = False) -> bytes:
+    """``view`` serialised (``dumps``), kept per data version and privacy: the same filter
+    asked again (a reload, the next visitor, the back button) is answered from memory.
+    ``geojson``: the cells as a GeoJSON FeatureCollection (``cell_features``)."""
+    started = time.perf_counter()
+    flt, cube_filter = request.parse()
+    cube = get_cube(engine)
+    key = ("view", cube.version, request, privacy.suppress, privacy.k, privacy.min_cell_m,
+           geojson)
+
+    def render() -> bytes:
+        with gc_paused():
+            body = _view(cube, request, flt, cube_filter, privacy, started)
+            if geojson:
+                body["cells"] = cell_features(body["cells"])
+            return dumps(body)
+
+    return cached(engine, key, render, store_name="views", size=_VIEWS_SIZE)
 
 
 def _view(cube: EventCube, request: ViewRequest, flt: IncidentFilter, cube_filter: CubeFilter,
@@ -507,8 +552,8 @@ def _raster(x: np.ndarray, y: np.ndarray, size: float, pad: int = 0) -> _Raster:
 def _cells(cube: EventCube, located: np.ndarray, request: ViewRequest, cell: float,
            privacy: Privacy, flt: IncidentFilter, total: int) -> dict[str, Any]:
     layer = request.layer
-    out: dict[str, Any] = {"type": "FeatureCollection", "cell_m": cell, "layer": layer,
-                           "legend": [], "features": []}
+    out: dict[str, Any] = {"type": "grid", "cell_m": cell, "layer": layer, "legend": [],
+                           **_grid_cells(cube.crs, cell, np.empty(0), np.empty(0), [], [])}
     if layer == "gi":
         out["legend"] = GI_LEGEND
     if not located.any():
@@ -530,7 +575,7 @@ def _cells(cube: EventCube, located: np.ndarray, request: ViewRequest, cell: flo
             legend.append({"class": "suppressed", "label": f"fewer than {privacy.k}",
                            "min": None, "max": None})
         out["legend"] = legend
-        out["features"] = _features(cube.crs, cell, cols, rows, values, classes)
+        out.update(_grid_cells(cube.crs, cell, cols, rows, values, classes))
     elif layer == "kde":
         out.update(_kde_cells(cube, x, y, cell, request.bandwidth, privacy))
     else:
@@ -577,8 +622,8 @@ def _kde_cells(cube: EventCube, x: np.ndarray, y: np.ndarray, cell: float,
     values = np.round(density[r_idx, c_idx], 3).tolist()
     legend, classes = _quantile_classes(values, values, integer=False)
     return {"legend": legend, "bandwidth_m": round(bandwidth, 1), "units": "incidents per km²",
-            "features": _features(cube.crs, cell, c_idx + raster.c0, r_idx + raster.r0, values,
-                                  classes)}
+            **_grid_cells(cube.crs, cell, c_idx + raster.c0, r_idx + raster.r0, values,
+                          classes)}
 
 
 def _box_sums(counts: np.ndarray, half: int) -> np.ndarray:
@@ -626,7 +671,7 @@ def _gi_cells(cube: EventCube, x: np.ndarray, y: np.ndarray, cell: float,
     tally = {GI_CLASSES[c]: int((classes == c).sum()) for c in sorted(GI_CLASSES, reverse=True)}
     return {"legend": GI_LEGEND, "study_cells": int(counts.size), "classes": tally,
             "value": "z" if not privacy.suppress else None,
-            "features": _features(cube.crs, cell, cols[show], rows[show], values, labels)}
+            **_grid_cells(cube.crs, cell, cols[show], rows[show], values, labels)}
 
 
 def _quantile_classes(visible: Sequence[float], values: Sequence[Any], *, integer: bool
@@ -655,6 +700,54 @@ def _quantile_classes(visible: Sequence[float], values: Sequence[Any], *, intege
 
 def _g(value: float) -> float:
     return float(f"{value:.3g}")
+
+
+#: the fields of each cell of a view, in order
+GRID_COLUMNS = ["col", "row", "value", "class"]
+
+
+def utm_zone(crs: str) -> tuple[int, bool]:
+    """``(zone, south)`` of a WGS84 UTM CRS given as ``EPSG:326zz`` / ``EPSG:327zz``."""
+    match = re.fullmatch(r"EPSG:32([67])(\d{2})", crs.strip().upper())
+    if match is None or not 1 <= int(match.group(2)) <= 60:
+        raise ValueError(f"{crs!r} is not a WGS84 UTM zone (EPSG:326zz or EPSG:327zz)")
+    return int(match.group(2)), match.group(1) == "7"
+
+
+def _grid_cells(crs: str, size: float, cols: np.ndarray, rows: np.ndarray,
+                values: Sequence[Any], classes: Sequence[str]) -> dict[str, Any]:
+    """Square cells, compactly: the grid once (its UTM zone and cell side: cell ``(col,
+    row)`` covers ``[col, col + 1) x [row, row + 1)`` times the side, in UTM metres) and one
+    ``[col, row, value, class]`` row per cell. A GeoJSON polygon per cell was 5 times the
+    bytes and most of the browser's time (parsing, and a Leaflet layer per cell); the page
+    projects the corners itself (``static/js/grid.js``), and ``cell_features`` turns this
+    back into GeoJSON for whoever wants it."""
+    zone: int | None
+    south: bool | None
+    if np.asarray(cols).size == 0 and not crs.upper().startswith("EPSG:32"):
+        # no located incident: the cube's CRS is a placeholder and there is nothing to draw
+        zone, south = None, None
+    else:
+        zone, south = utm_zone(crs)
+    cells = [list(row) for row in zip(np.asarray(cols, dtype=np.int64).tolist(),
+                                      np.asarray(rows, dtype=np.int64).tolist(), values,
+                                      classes, strict=True)]
+    return {"grid": {"crs": crs, "size": float(size), "utm_zone": zone, "south": south},
+            "columns": GRID_COLUMNS, "cells": cells}
+
+
+def cell_features(cells: dict[str, Any]) -> dict[str, Any]:
+    """The cells of a view (``_grid_cells``) as a GeoJSON FeatureCollection, each cell a
+    WGS84 polygon with ``value`` and ``class`` (what ``format=geojson`` answers)."""
+    out = {k: v for k, v in cells.items() if k not in ("grid", "columns", "cells")}
+    grid = cells["grid"]
+    rows = cells["cells"]
+    out["type"] = "FeatureCollection"
+    out["features"] = _features(grid["crs"], grid["size"],
+                                np.array([r[0] for r in rows], dtype=np.int64),
+                                np.array([r[1] for r in rows], dtype=np.int64),
+                                [r[2] for r in rows], [r[3] for r in rows])
+    return out
 
 
 def _features(crs: str, size: float, cols: np.ndarray, rows: np.ndarray,

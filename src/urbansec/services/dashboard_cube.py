@@ -9,7 +9,9 @@ and one small-integer code column per area kind. A filter is then a handful of n
 
 The cube is cached per engine and per **data version** (the newest import batch, the newest
 incident id and the number of incidents: every import, update or deletion changes one of
-them). A version check is three indexed aggregates; a changed version rebuilds the cube, and
+them). A request checks the three ids (indexed look-ups, about a millisecond); the count
+(~80-150 ms for 800k rows on PostgreSQL) is rechecked every few seconds in a background
+thread, never on a request's path. A changed version rebuilds the cube, and
 ``invalidate(engine)`` (called after an import) starts that rebuild in the background.
 
 Area filters mean exactly what ``services.incidents`` makes them mean: when any incident
@@ -38,7 +40,7 @@ from sqlalchemy import Engine, func, select
 from urbansec.domain.events import Events
 from urbansec.domain.grid import project_geometry
 from urbansec.errors import NotFoundError, UsageError
-from urbansec.services.events import area_codes_at, load_events
+from urbansec.services.events import area_codes_at, load_events_with_area_codes
 from urbansec.services.incidents import AREAS, INCIDENTS, IncidentFilter
 from urbansec.store.tables import ImportBatch
 
@@ -256,22 +258,19 @@ def build_cube(engine: Engine) -> EventCube:
     """Load every incident and precompute the per-event columns (seconds for 800k rows)."""
     started = time.perf_counter()
     version = data_version(engine)
-    events = load_events(engine, IncidentFilter())
-    n = len(events)
     with engine.connect() as connection:
         imported = sorted(connection.execute(select(AREAS.c.kind).distinct()).scalars().all())
-        carried = _carried_kinds(connection) if n else set()
-        carried |= {k for k in imported if k not in carried and n and _is_carried(connection,
-                                                                                    k)}
+        stored = version[3] > 0
+        carried = _carried_kinds(connection) if stored else set()
+        carried |= {k for k in imported if k not in carried and stored
+                    and _is_carried(connection, k)}
         kinds = sorted(carried | set(imported))
-        code_rows: list[Any] = []
-        if carried:
-            c = INCIDENTS.c
-            columns = [c.area_codes[k].as_string().label(f"k{i}")
-                       for i, k in enumerate(sorted(carried))]
-            code_rows = connection.execute(select(c.id, *columns).order_by(c.id)).all()
         polygons = {(r.kind, r.code): shape(json.loads(r.geometry)) for r in connection.execute(
             select(AREAS.c.kind, AREAS.c.code, AREAS.c.geometry))}
+    # the carried codes come in the same pass as the events (one read of 800k rows, not two)
+    events, carried_codes = load_events_with_area_codes(engine, IncidentFilter(),
+                                                        sorted(carried))
+    n = len(events)
     ids = events.ids if events.ids is not None else np.arange(n, dtype=np.int64)
     lon, lat = events.to_lonlat()
     located = events.located
@@ -290,13 +289,9 @@ def build_cube(engine: Engine) -> EventCube:
              else np.ones(n, dtype=bool))
 
     areas: dict[str, AreaColumn] = {}
-    if code_rows:
-        table = np.array([tuple(r) for r in code_rows], dtype=object)
-        row_ids = table[:, 0].astype(np.int64)
-        where = np.searchsorted(row_ids, ids)  # rows are ordered by id
-        where = np.clip(where, 0, max(row_ids.size - 1, 0))
-        for i, kind in enumerate(sorted(carried)):
-            areas[kind] = _column(kind, table[where, i + 1], by_codes=True)
+    if n:
+        for kind, codes in carried_codes.items():
+            areas[kind] = _column(kind, codes, by_codes=True)
     for kind in kinds:
         if kind in areas:
             continue
@@ -354,7 +349,14 @@ class CubeCache:
         self._lock = threading.Lock()
         self._cube: EventCube | None = None
         self._warming: threading.Thread | None = None
+        self._lock_warming = threading.Lock()
+        self._warm_running = False
+        self._warm_again = False
         self._counted = 0.0  # when the incidents were last counted against the cube
+        self._counting: threading.Thread | None = None
+        self._lock_counting = threading.Lock()
+        # set by the background count when it differs from the cube's: rebuild on next use
+        self._stale = False
         # results derived from the cube (emerging, forecasts...), dropped with the cube
         self.derived: dict[Any, Any] = {}
 
@@ -366,36 +368,74 @@ class CubeCache:
             cube = self._cube
             if cube is not None and cube.version == data_version(engine):
                 self._counted = time.monotonic()
+                self._stale = False
                 return cube
             cube = build_cube(engine)
             self._cube = cube
             self._counted = time.monotonic()
+            self._stale = False
             self.derived.clear()
             return cube
 
     def _current(self, engine: Engine, cube: EventCube) -> bool:
-        """The ids every request checks (three index look-ups); the count every few
-        seconds only."""
+        """The ids every request checks (three index look-ups); the count every few seconds
+        only, in a background thread (a deletion made outside urbansec shows a few seconds
+        late rather than every request paying for a count of the whole table)."""
+        if self._stale:
+            return False
+        if data_version(engine, count=False)[:3] != cube.version[:3]:
+            return False
         if time.monotonic() - self._counted >= COUNT_RECHECK_SECONDS:
-            current = data_version(engine) == cube.version
-            if current:
-                self._counted = time.monotonic()
-            return current
-        return data_version(engine, count=False)[:3] == cube.version[:3]
+            self._recount(engine, cube)
+        return True
+
+    def _recount(self, engine: Engine, cube: EventCube) -> None:
+        """Count the incidents against ``cube`` in a daemon thread (one at a time)."""
+        with self._lock_counting:
+            if self._counting is not None and self._counting.is_alive():
+                return
+            self._counted = time.monotonic()
+
+            def run() -> None:
+                try:
+                    if data_version(engine) != cube.version and self._cube is cube:
+                        self._stale = True
+                        self.warm(engine)
+                except Exception:  # the next request's check reports a broken database
+                    log.exception("counting the incidents for the dashboard cube failed")
+
+            self._counting = threading.Thread(target=run, name="urbansec-dashboard-count",
+                                              daemon=True)
+            self._counting.start()
 
     def peek(self) -> EventCube | None:
         return self._cube
 
+    @property
+    def warming(self) -> bool:
+        return self._warm_running
+
     def warm(self, engine: Engine) -> threading.Thread | None:
-        """Build (or check) the cube in a daemon thread; None if one is already running."""
-        if self._warming is not None and self._warming.is_alive():
-            return None
+        """Build (or check) the cube in a daemon thread; None if one is already running, which
+        then builds once more when done (the data may have changed after it read them)."""
+        with self._lock_warming:
+            if self._warm_running:
+                self._warm_again = True
+                return None
+            self._warm_running = True
+            self._warm_again = False
 
         def run() -> None:
-            try:
-                self.get(engine)
-            except Exception:  # the request path will report the error properly
-                log.exception("warming the dashboard cube failed")
+            while True:
+                try:
+                    self.get(engine)
+                except Exception:  # the request path will report the error properly
+                    log.exception("warming the dashboard cube failed")
+                with self._lock_warming:
+                    if not self._warm_again:
+                        self._warm_running = False
+                        return
+                    self._warm_again = False
 
         thread = threading.Thread(target=run, name="urbansec-dashboard-warm", daemon=True)
         self._warming = thread
@@ -427,8 +467,15 @@ def get_cube(engine: Engine) -> EventCube:
 
 def invalidate(engine: Engine, *, warm: bool = True) -> None:
     """Call after writing incidents or areas: forget the cube and rebuild it in the
-    background so the next dashboard request finds it ready."""
-    cache = cache_for(engine)
+    background so the next dashboard request finds it ready. Nothing happens for an engine
+    whose cube was never built in this process (a CLI import: no dashboard to serve, and
+    seconds of CPU saved)."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(engine)
+    if cache is None:
+        return
+    # a cube being built now may hold the data from before this change: build again
+    serving = cache.peek() is not None or cache.warming
     cache.drop()
-    if warm:
+    if warm and serving:
         cache.warm(engine)

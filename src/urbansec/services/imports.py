@@ -105,6 +105,15 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _dashboard_data_changed(engine: Engine) -> None:
+    """An import in this process changed incidents or areas: the dashboard's in-memory cube
+    (if this process serves one) is rebuilt in the background now, not on the next
+    request (a no-op in a process that never built one, e.g. the CLI)."""
+    from urbansec.services.dashboard_cube import invalidate
+
+    invalidate(engine)
+
+
 def _check_paths(paths: Sequence[Path]) -> None:
     if not paths:
         raise UsageError("give at least one file to import")
@@ -165,6 +174,7 @@ def import_incidents(
     except _Failure as failure:
         _record_failure(engine, report, "incidents", preset_name, failure)
         raise failure.error from None
+    _dashboard_data_changed(engine)
     return report
 
 
@@ -406,6 +416,7 @@ def import_areas(
         repo.finish_batch(connection, batch_id, status="succeeded", rows_read=result.rows_read,
                           rows_inserted=result.inserted, rows_updated=result.updated,
                           rows_unchanged=result.unchanged, summary=_summary(result))
+    _dashboard_data_changed(engine)
     return report
 
 

@@ -48,13 +48,13 @@ def time_patterns(engine: Engine, flt: IncidentFilter, *, night: str = "22:00-06
         start = datetime.combine(start, datetime.min.time())
     if not isinstance(end, datetime):
         end = datetime.combine(end, datetime.min.time())
-    # a month-precision time (UK police data) says nothing about the hour or weekday: it
-    # counts in the monthly series only, never piled up at midnight on the 1st
+    # a time known only to the day or the month (UK police data) says nothing about the hour:
+    # it counts in the monthly series only, never piled up at midnight
     exact = (events.time_of_day_known if events.time_of_day_known is not None
              else np.ones(local.size, dtype=bool))
-    month_only = int((~exact).sum())
-    if month_only:
-        result["month_precision_only"] = month_only
+    untimed = int((~exact).sum())
+    if untimed:
+        result["without_time_of_day"] = untimed
     hw = temporal.hour_weekday(local[exact], period=(start, end), tz=tz)
     result["period_local"] = {"start": start.isoformat(), "end": end.isoformat()}
     result["hour_weekday"] = {

@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from pydantic import TypeAdapter
 from shapely.geometry import mapping
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from urbansec.api.analysis_pool import ANALYSES, engine_of
 from urbansec.api.deps import allowed, get_engine, get_settings
@@ -41,10 +41,7 @@ from urbansec.services.access import Principal
 from urbansec.services.cells import CellResult
 from urbansec.services.hotspots import GridOptions
 from urbansec.services.incidents import (
-    INCIDENTS,
     IncidentFilter,
-    _resolve_area,
-    _where,
     count_incidents,
     iter_incidents,
 )
@@ -61,8 +58,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 #: a study may not exceed this many cells, nor cells x (permutations + 1) this much work
-MAX_CELLS = 250_000
-MAX_WORK = 50_000_000
+MAX_CELLS = aggregates.MAX_STUDY_CELLS
+MAX_WORK = aggregates.MAX_STUDY_WORK
+# the refusals and the privacy rules live in the service, shared with the dashboard's routes
+_check_work = aggregates.check_work
+_privacy = aggregates.privacy_for
 MAX_HEX = 10
 MAX_FORECAST_CELLS = 10_000
 MAX_BANDWIDTH_CELLS = 40
@@ -96,11 +96,6 @@ def _filter(category: str | None, start: str | None, end: str | None, bbox: str 
                                 source=source)
 
 
-def _privacy(principal: Principal, settings: Settings) -> aggregates.Privacy:
-    return aggregates.Privacy.for_principal(principal, settings.k_anonymity,
-                                            settings.public_cell_m)
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, non-finite floats to null."""
     if isinstance(value, dict):
@@ -129,36 +124,6 @@ def feature_collection(result: CellResult) -> dict[str, Any]:
                              "geometry": geometry, "properties": _clean(record)})
     return {"type": "FeatureCollection", "urbansec": _clean(result.summary),
             "features": features}
-
-
-def _check_work(engine: Engine, flt: IncidentFilter, cell: float, hex_resolution: int | None,
-                permutations: int, max_cells: int = MAX_CELLS) -> None:
-    """Refuse a study whose cell count (estimated from the incidents' bounding box) or work
-    (cells x permutations) would tie up the server; say what to change."""
-    with engine.connect() as connection:
-        where = _where(connection, flt, _resolve_area(connection, flt))
-        c = INCIDENTS.c
-        box = connection.execute(select(func.min(c.lon), func.max(c.lon), func.min(c.lat),
-                                        func.max(c.lat)).where(where)).one()
-    if box[0] is None:
-        return
-    min_lon, max_lon, min_lat, max_lat = (float(v) for v in box)
-    mid = math.radians((min_lat + max_lat) / 2)
-    width = (max_lon - min_lon) * 111_320 * math.cos(mid) + cell
-    height = (max_lat - min_lat) * 110_540 + cell
-    if hex_resolution is not None:
-        import h3
-
-        cell_area = float(h3.average_hexagon_area(hex_resolution, unit="m^2"))
-    else:
-        cell_area = cell * cell
-    cells = width * height / cell_area
-    if cells > max_cells:
-        raise UsageError(f"about {cells:,.0f} cells: at most {max_cells:,}; use larger cells "
-                         "or a smaller area")
-    if cells * (permutations + 1) > MAX_WORK:
-        raise UsageError(f"about {cells:,.0f} cells x {permutations} permutations is too much "
-                         "for one request; use fewer permutations or larger cells")
 
 
 def _json(model: Any, payload: dict[str, Any]) -> bytes:

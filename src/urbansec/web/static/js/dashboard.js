@@ -3,6 +3,9 @@
 // ONE `/dashboard/view` call (debounced, the previous request aborted), then the slower
 // panels (significant increases, near-repeat, backtest) load after it.
 //
+// What the first render needs was asked for as the page began to load
+// (`dashboard-early.js`); the page starts (catalogues, who is signed in) while it travels.
+//
 // `document.body.dataset.state` is "loading" while the view for the current filter is being
 // fetched and drawn, "ready" once the map and the charts show it (tests and the benchmark
 // wait on it). A panel that fails shows its own inline message; the page never throws.
@@ -12,13 +15,16 @@ import { initPage, api, ApiError, t, session, formatNumber, formatDate, announce
 import { FilterPanel, readState, writeState, apiQuery, emptyState, areaLabel, markCommitted }
   from "/static/js/filters.js";
 import { DashboardMap, errorText } from "/static/js/map.js";
+import { early, viewQuery, CELL_M, EMPTY_AREAS } from "/static/js/dashboard-early.js";
 import { renderHourWeekday, renderMonthly, renderCategories, renderChangeList,
          renderNearRepeat, renderBacktest } from "/static/js/charts.js";
 
-const DEBOUNCE_MS = 150;
+// changes closer together than this (a few boxes ticked in a row) make one request; more
+// would be added to every redraw (the previous request is aborted anyway, and views already
+// asked come from the server's memory)
+const DEBOUNCE_MS = 60;
 // the API refuses the Knox test beyond this many located incidents (api/routers/evidence.py)
 const MAX_NEAR_REPEAT_EVENTS = 10_000;
-const CELL_M = 250;
 
 const body = document.body;
 const byId = (id) => document.getElementById(id);
@@ -63,27 +69,27 @@ async function start() {
   const analysis = can("analysis:run");
   const forecasting = can("forecast:run");
 
-  let config;
-  try {
-    config = await api("/dashboard/config");
-  } catch (error) {
-    console.warn("urbansec: /dashboard/config failed", error);
+  const configAnswer = await early.config;
+  if (configAnswer.error) {
+    console.warn("urbansec: /dashboard/config failed", configAnswer.error);
     showError(byId("page-error"), t("dashboard.errors.config"));
     setState("ready");
     return;
   }
+  const config = configAnswer.value;
   const kind = config.default_area_kind;
-  const [taxonomy, areas] = await Promise.all([
-    api("/dashboard/taxonomy").catch((error) => {
-      console.warn("urbansec: /dashboard/taxonomy failed", error);
-      showError(byId("page-error"), t("dashboard.errors.taxonomy"));
-      return { categories: [] };
-    }),
-    kind ? api(`/dashboard/areas/${encodeURIComponent(kind)}`).catch((error) => {
-      console.warn("urbansec: boundaries failed", error);
-      return { type: "FeatureCollection", features: [] };
-    }) : Promise.resolve({ type: "FeatureCollection", features: [] }),
-  ]);
+  const [taxonomyAnswer, areasAnswer] = await Promise.all([early.taxonomy, early.areas]);
+  let taxonomy = taxonomyAnswer.value;
+  if (taxonomyAnswer.error) {
+    console.warn("urbansec: /dashboard/taxonomy failed", taxonomyAnswer.error);
+    showError(byId("page-error"), t("dashboard.errors.taxonomy"));
+    taxonomy = { categories: [] };
+  }
+  let areas = areasAnswer.value;
+  if (areasAnswer.error) {
+    console.warn("urbansec: boundaries failed", areasAnswer.error);
+    areas = EMPTY_AREAS;
+  }
   const areaNames = new Map((areas.features || []).map(
     (f) => [String(f.properties.code), areaLabel(f.properties)]));
 
@@ -99,6 +105,7 @@ async function start() {
   byId("panel-backtest").hidden = !forecasting;
   byId("dashboard-heading").textContent = user ? t("dashboard.headingAnalyst")
     : t("dashboard.heading");
+  // the overlays' cells (the view's: CELL_M, which the API coarsens for the public)
   const cell = seesDetail ? CELL_M : Math.max(CELL_M, config.public_cell_m || CELL_M);
 
   // on a phone the text version of the map would push the filters far down: folded there
@@ -167,10 +174,19 @@ async function start() {
     controller = new AbortController();
     const mine = ++generation;
     const signal = controller.signal;
+    const query = viewQuery(state);
+    // the view asked for as the page loaded, when it is still the one wanted
+    const prefetched = early.view?.key === JSON.stringify(query) ? early.view.answer : null;
+    early.view = null;
     let view;
     try {
-      view = await api("/dashboard/view", {
-        query: { ...apiQuery(state), layer: state.layer, cell }, signal });
+      if (prefetched) {
+        const answer = await prefetched;
+        if (answer.error) throw answer.error;
+        view = answer.value;
+      } else {
+        view = await api("/dashboard/view", { query, signal });
+      }
     } catch (error) {
       if (isAbort(error) || mine !== generation) return;
       console.warn("urbansec: /dashboard/view failed", error);

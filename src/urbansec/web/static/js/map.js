@@ -7,6 +7,7 @@
 
 import { t, formatNumber, formatDate } from "/static/js/core.js";
 import { areaLabel } from "/static/js/filters.js";
+import { cellLayer, expandCells } from "/static/js/grid.js";
 
 const L = window.L;
 
@@ -118,6 +119,7 @@ export class DashboardMap {
       new ResizeObserver(() => this.map.invalidateSize({ pan: false })).observe(container);
     }
     this.hotspots = null;
+    this.cells = [];
     this.showHotspots = true;
     this.view = null;
     this.state = null;
@@ -160,7 +162,11 @@ export class DashboardMap {
   }
 
   locate(feature) {
-    const centroid = ringCentroid(feature.geometry);
+    // a hotspot cell (grid.js) has its corners as [lat, lon]; other layers are GeoJSON
+    const centroid = feature.corners
+      ? [feature.corners.reduce((s, p) => s + p[1], 0) / feature.corners.length,
+         feature.corners.reduce((s, p) => s + p[0], 0) / feature.corners.length]
+      : ringCentroid(feature.geometry);
     const area = this.areaAt(centroid);
     const where = centroid
       ? t("dashboard.map.near", { lat: centroid[1].toFixed(4), lon: centroid[0].toFixed(4) })
@@ -332,17 +338,14 @@ export class DashboardMap {
 
   // ---- hotspot cells -------------------------------------------------------------------------
 
-  /** Draw the hotspot cells of a `/dashboard/view` answer. */
+  /** Draw the hotspot cells of a `/dashboard/view` answer (its compact grid: grid.js). */
   setView(view) {
     this.view = view;
-    const cells = view.cells || { features: [] };
-    const layerKind = cells.layer || "count";
-    const next = L.geoJSON(cells, {
-      renderer: this.renderer,
-      style: (feature) => this.cellStyle(feature, layerKind),
-      onEachFeature: (feature, layer) => {
-        layer.bindTooltip(() => this.cellText(feature, layerKind), { sticky: true });
-      },
+    const layerKind = view.cells?.layer || "count";
+    this.cells = expandCells(view.cells);
+    const next = cellLayer(L, this.cells, {
+      style: (cell) => this.cellStyle(cell, layerKind),
+      tooltip: (cell) => this.cellText(cell, layerKind),
     });
     if (this.hotspots) this.map.removeLayer(this.hotspots);
     this.hotspots = next;
@@ -563,7 +566,7 @@ export class DashboardMap {
     const layerKind = cells.layer || "count";
     const items = [];
     if (layerKind === "gi") {
-      const present = new Set((cells.features || []).map((f) => f.properties?.class));
+      const present = new Set(this.cells.map((f) => f.properties.class));
       for (const cls of GI_ORDER) {
         if (cls !== "ns" && !present.has(cls)) continue;
         items.push(el("li", {}, swatch(GI_COLOURS[cls]), t(`dashboard.gi.${cls}`)));
@@ -580,7 +583,7 @@ export class DashboardMap {
         items.push(el("li", {}, swatch(SEQUENTIAL[entry.class] || SEQUENTIAL.q1), range));
       }
     }
-    if ((cells.features || []).some((f) => f.properties?.value === null) && layerKind !== "gi") {
+    if (this.cells.some((f) => f.properties.value === null) && layerKind !== "gi") {
       items.push(el("li", {}, swatch(SUPPRESSED_COLOUR),
                     t("dashboard.map.suppressed", { k: formatNumber(this.view.k ?? "") })));
     }
@@ -634,9 +637,9 @@ export class DashboardMap {
   }
 
   describeHotspots() {
-    const cells = this.view.cells || { features: [] };
+    const cells = this.view.cells || {};
     const layerKind = cells.layer || "count";
-    const features = cells.features || [];
+    const features = this.cells || [];
     const section = el("section", { class: "layer-summary", "data-layer": "hotspots" },
                        el("h3", { text: t("dashboard.layers.hotspots") }));
     const withValue = features.filter((f) => typeof f.properties?.value === "number");
