@@ -51,9 +51,6 @@ class Settings(BaseSettings):
     # --- night-time view: local whole hours HH:MM-HH:MM, crossing midnight allowed --------
     night_window: str = "22:00-06:00"
 
-    # --- night-time view: local whole hours HH:MM-HH:MM, crossing midnight allowed --------
-    night_window: str = "22:00-06:00"
-
     # --- Open311 GeoReport v2 ----------------------------------------------------------------
     open311_jurisdiction_id: str = "urbansec.local"
     # POST /requests needs an api_key when true (as the deployment configures)
@@ -64,6 +61,20 @@ class Settings(BaseSettings):
     # map background tiles, e.g. "https://tiles.example/{z}/{x}/{y}.png" (none: boundaries only)
     tile_url: str | None = None
     tile_attribution: str | None = None
+
+    # --- live alerts (issue 8) -------------------------------------------------------------
+    # the MQTT broker linking the alert engine (in the ingester) to every API process; unset:
+    # the API has no live source and the alert stream only replays stored changes
+    mqtt_url: str | None = None
+    alert_topic: str = "urbansec/alerts"
+    # "now" for the rules: wall, data (newest phenomenon time: replays), or auto (data when
+    # the feed lags the wall clock by more than an hour)
+    alert_clock: str = "auto"
+    # full evaluations (silent sensors, dwell, rule changes) every this many seconds
+    alert_tick_seconds: float = 5.0
+    # send webhook deliveries from the API processes too (the ingester always does)
+    alert_webhooks_in_api: bool = True
+    webhook_max_attempts: int = 8
 
 
 @lru_cache(maxsize=1)

@@ -286,6 +286,7 @@ def sign_in(page: Any, role: str, next_path: str = "/") -> None:
     email, password = demo_login(role)
 
     page.goto(f"/login?next={quote(next_path, safe='')}")
+    page.wait_for_selector("body[data-state=ready]")  # login.js handles the submit
     page.fill("#login-email", email)
     page.fill("#login-password", password)
     page.click("#login-submit")

@@ -273,12 +273,13 @@ def test_a_key_missing_in_a_language_falls_back_to_english(tab: Page) -> None:
 def test_sign_in_shows_the_pages_of_the_role(tab: Page) -> None:
     tab.open()
     tab.sign_in("analyst")
-    assert tab.nav() == ["/", "/report", "/track", "/moderation", "/risks", "/imports"]
+    assert tab.nav() == ["/", "/report", "/track", "/moderation", "/risks", "/event",
+                         "/nighttime", "/imports"]
     assert "Test analyst" in tab.page.locator(".header-user").text_content()
     tab.sign_in("admin")
     assert tab.nav()[-1] == "/audit"
     tab.sign_in("partner")
-    assert tab.nav() == ["/", "/report", "/track", "/risks"]
+    assert tab.nav() == ["/", "/report", "/track", "/risks", "/event", "/nighttime"]
     tab.sign_in("viewer")
     assert tab.nav() == ["/", "/report", "/track", "/risks"]
     assert tab.js("window.core.session.can(['viewer'])") is True

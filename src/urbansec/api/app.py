@@ -29,7 +29,7 @@ log = logging.getLogger("urbansec.api")
 API_PREFIX = "/api/v1"
 #: router modules under ``urbansec.api.routers`` (each exposes ``router``), and Open311
 ROUTERS = ("auth", "admin", "evidence", "reports", "risks", "audit", "dashboard", "nighttime",
-           "crowd")
+           "crowd", "alerts")
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",

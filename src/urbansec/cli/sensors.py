@@ -107,10 +107,16 @@ def replay_auckland_command(
             ids = ensure_auckland_datastreams(connection, found.counters)
         ingester = None
         if ingest:
+            from urbansec.services.alert_engine import attach_alerts
+
             ingester = Ingester(engine, broker, client_id="urbansec-replay-ingest",
-                                bounds=TimeBounds(max_age=None, reorder_window=None)).start()
+                                bounds=TimeBounds(max_age=None, reorder_window=None))
+            # the replayed hours are history: the rules' clock is the data's
+            alert_runtime = attach_alerts(ingester, engine, broker, clock="data")
+            ingester.start()
             if not ingester.wait_connected(10):
                 ingester.stop()
+                alert_runtime.stop()
                 from urbansec.errors import UsageError
 
                 raise UsageError(f"cannot reach the MQTT broker at {broker}")
@@ -137,6 +143,7 @@ def replay_auckland_command(
             if ingester is not None:
                 ingester.wait_idle(30)
                 ingester.stop()
+                alert_runtime.stop()
         result: dict[str, Any] = {"published": published, "broker": broker,
                                   "rejected_rows": len(found.rejected)}
         if ingester is not None:
@@ -173,31 +180,58 @@ def ingest_command(
         help="Refuse observations this much older than the datastream's latest (or off).")
     ] = "15m",
     every: Annotated[float, typer.Option(help="Seconds between counter reports.")] = 10.0,
+    alerts: Annotated[bool, typer.Option(
+        "--alerts/--no-alerts", help="Run the alert rules on every batch and publish the "
+                                     "alerts on the alert topic (and to webhooks).")] = True,
+    alert_clock: Annotated[str, typer.Option(
+        help="The rules' clock: wall, data (newest observation time, for replays) or auto "
+             "(data when the feed lags the wall clock by over an hour).")] = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Run the MQTT ingester in the foreground until Ctrl+C."""
 
     def action() -> None:
+        from urbansec.config import get_settings
+        from urbansec.errors import UsageError
         from urbansec.sensors.mqtt import Ingester, run_until_interrupted
         from urbansec.sensors.payloads import TimeBounds
+        from urbansec.services.alert_engine import attach_alerts
 
+        if alert_clock not in ("auto", "wall", "data"):
+            raise UsageError("--alert-clock: wall, data or auto")
         bounds = TimeBounds(max_age=_duration(max_age, "--max-age"),
                             reorder_window=_duration(reorder_window, "--reorder-window"))
-        ingester = Ingester(_ready_engine(), broker, client_id=client_id, bounds=bounds,
+        database = _ready_engine()
+        ingester = Ingester(database, broker, client_id=client_id, bounds=bounds,
                             topics=topic or ())
-        err.print(f"ingesting from {broker} as {client_id}; Ctrl+C stops")
+        settings = get_settings()
+        runtime = attach_alerts(ingester, database, broker, topic=settings.alert_topic,
+                                clock=alert_clock, tick_seconds=settings.alert_tick_seconds,
+                                webhook_attempts=settings.webhook_max_attempts
+                                ) if alerts else None
+        err.print(f"ingesting from {broker} as {client_id}"
+                  + (f", alerts on {settings.alert_topic}" if alerts else "") + "; Ctrl+C stops")
 
         def report(counters: dict[str, Any]) -> None:
+            if runtime is not None:
+                counters = {**counters, "alerts": dict(runtime.engine.counters)}
             if as_json:
                 _print_json(counters)
             else:
                 err.print(f"accepted {counters['accepted']:,}  duplicates "
                           f"{counters['duplicates']:,}  rejected "
                           f"{counters['rejected_total']:,} {counters['rejected'] or ''}  "
-                          f"{'connected' if counters['connected'] else 'DISCONNECTED'}",
+                          f"{'connected' if counters['connected'] else 'DISCONNECTED'}"
+                          + (f"  alerts raised {runtime.engine.counters['raised']:,} "
+                             f"cleared {runtime.engine.counters['cleared']:,}"
+                             if runtime is not None else ""),
                           highlight=False)
 
-        run_until_interrupted(ingester, report, every)
+        try:
+            run_until_interrupted(ingester, report, every)
+        finally:
+            if runtime is not None:
+                runtime.stop()
 
     _run(action, as_json)
 

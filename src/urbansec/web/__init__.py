@@ -35,6 +35,8 @@ PAGES: dict[str, str] = {
     "/risks": "risks.html",
     "/imports": "imports.html",
     "/audit": "audit.html",
+    "/event": "event.html",
+    "/nighttime": "nighttime.html",
 }
 #: pages that may ask for the browser's location (the citizen report form, "use my location")
 GEOLOCATION_PAGES = frozenset({"/report"})

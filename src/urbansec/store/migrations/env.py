@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from urbansec.config import get_settings
 from urbansec.store import (
+    alerts,  # noqa: F401 - registers its tables on Base
     collaboration,  # noqa: F401 - registers its tables on Base
     crowd,  # noqa: F401 - registers its tables on Base
     sensors,  # noqa: F401 - registers its tables on Base

@@ -445,6 +445,8 @@ const NAV = [
   { href: "/track", key: "common.nav.track" },
   { href: "/moderation", key: "common.nav.moderation", permission: "reports:moderate" },
   { href: "/risks", key: "common.nav.risks", permission: "risks:read" },
+  { href: "/event", key: "common.nav.event", permission: "sensors:read" },
+  { href: "/nighttime", key: "common.nav.nighttime", permission: "sensors:read" },
   { href: "/imports", key: "common.nav.imports", permission: "imports:read" },
   { href: "/audit", key: "common.nav.audit", permission: "audit:read" },
 ];
