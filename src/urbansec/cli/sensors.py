@@ -359,6 +359,41 @@ def zones_list(as_json: JsonFlag = False) -> None:
     _run(action, as_json)
 
 
+@zones_app.command("auckland")
+def zones_auckland(
+    width_m: Annotated[float, typer.Option(
+        "--width-m", help="Effective footway width (m) of each counter's zone.")] = 6.0,
+    rule_flow: Annotated[float, typer.Option(
+        "--rule-flow", help="Warn when a zone's flow reaches this many persons/m/min (0: no "
+                            "rule). The default 4 is crossed at weekday peaks by the busiest "
+                            "Queen Street counters and by none at night.")] = 4.0,
+    data: DataOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """One walkway zone per Auckland counter (WIDTH x 30 m around it) measured by its footfall
+    datastream, and a flow threshold rule: the replay demo's zones. Safe to run again."""
+
+    def action() -> None:
+        from urbansec.services.access import SYSTEM
+        from urbansec.services.crowd_demo import auckland_zones
+
+        result = auckland_zones(_ready_engine(), SYSTEM, width_m=width_m,
+                                rule_flow=rule_flow or None, directory=data)
+        if as_json:
+            _print_json(result)
+            return
+        out.print(f"{len(result['zones_created'])} zones created, "
+                  f"{len(result['zones_kept'])} kept ({width_m:g} m wide)")
+        rule = result["rule"]
+        if rule is not None:
+            params = rule["params"]
+            out.print(f"rule {rule['id']} {rule['name']!r}: {params['metric']} >= "
+                      f"{params['threshold']:g} persons/m/min"
+                      + ("" if result["rule_created"] else " (exists already, kept)"))
+
+    _run(action, as_json)
+
+
 @zones_app.command("assign")
 def zones_assign(
     datastream: Annotated[int, typer.Argument(help="Datastream id.")],

@@ -16,8 +16,11 @@ Live state, per zone, kept incrementally (no database read per observation):
   drift from the state view (which recomputes over 12 hours) after the engine has run longer
   than that; an area count or an event start re-anchors it;
 - capacity: the one set, else the zone type's capacity density x area (as the state);
-- density = occupancy / usable area; flow = persons crossing (in + out) in the last minute /
-  effective width; level of service from :class:`urbansec.crowd.los.LosConfig`; the last
+- density = occupancy / usable area; flow = persons crossing (in + out + footfall) in the last
+  minute / effective width, an interval count spread evenly over its interval (an hourly
+  footfall count of 3,000 is 50 persons in each of its minutes), as the crowd state's minute
+  series does; footfall never touches the occupancy; level of service from
+  :class:`urbansec.crowd.los.LosConfig` (the flow's alone where the density is unknown); the last
   ``TREND_MINUTES`` minutes of density (carried forward over silent minutes) for trend rules;
 - the last phenomenon time of every zone datastream and every position datastream (silent
   rules), the lights' status, the tracked devices' latest positions (WGS84 lon/lat; geofence
@@ -31,9 +34,11 @@ the API.
 
 The clock ("now" for the rules): the wall clock for live feeds; for replayed history the
 newest phenomenon time seen. ``clock="auto"`` (default) switches to the data's time when it
-lags the wall clock by more than an hour. With the data clock a datastream that has not
-reported since the engine started is not watched by silent rules (a replay publishes every
-stream in turn; only a stream that falls behind the others in data time is silent). With the
+lags the wall clock by more than an hour. On the data clock a batch holding several minutes of
+data time (a replay faster than the commits) is judged minute by minute, in time order. With
+the data clock a datastream that has not reported since the engine started is not watched by
+silent rules (a replay publishes every stream in turn; only a stream that falls behind the
+others in data time is silent). With the
 wall clock a datastream that never reported counts as silent from the engine's start.
 
 De-duplication: alert keys are unique in the store, the memory of active alerts is reloaded
@@ -43,6 +48,7 @@ redelivery) never reach listeners: a replayed batch raises nothing twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -76,7 +82,9 @@ DATA_CLOCK_LAG_SECONDS = 3600.0
 LIGHT_NUMBERS = {1.0: "on", 0.5: "dimmed", 0.0: "off", -1.0: "failed"}
 LIGHT_WORDS = ("on", "dimmed", "off", "failed")
 ONE_OFF_KINDS = ("geofence_enter", "geofence_exit")
-ZONE_ROLES = ("in_counter", "out_counter", "area_count", "beacon_devices", "lighting_status")
+ZONE_ROLES = ("in_counter", "out_counter", "area_count", "beacon_devices", "lighting_status",
+              "footfall")
+CROSSING_ROLES = ("in_counter", "out_counter", "footfall")
 
 
 def _epoch(value: datetime) -> float:
@@ -105,10 +113,13 @@ class ZoneLive:
     capacity: int | None
     beacon_factor: float | None
     flow_occupancy: float = 0.0
-    has_flows: bool = False
+    has_flows: bool = False  # in/out counters: the occupancy can be integrated
+    has_crossings: bool = False  # in/out or footfall counters: the flow is measured
     area_counts: dict[int, tuple[float, float]] = field(default_factory=dict)
     beacons: dict[int, tuple[float, float]] = field(default_factory=dict)
-    crossings: deque[tuple[float, float]] = field(default_factory=deque)
+    # (start, end, persons per minute) of each count, in epoch seconds; start == end for an
+    # instant, which means the minute ending then
+    crossings: deque[tuple[float, float, float]] = field(default_factory=deque)
     densities: dict[int, float] = field(default_factory=dict)  # epoch minute -> density
     trigger: dict[str, Any] | None = None
 
@@ -125,14 +136,14 @@ class ZoneLive:
         return math.nan, ""
 
     def flow(self, now: float) -> float:
-        while self.crossings and self.crossings[0][0] <= now - 120:
-            self.crossings.popleft()
+        """Persons/m/min crossing in the minute ``(now - 60, now]``."""
+        if any(end <= now - 120 for _start, end, _rate in self.crossings):
+            self.crossings = deque(c for c in self.crossings if c[1] > now - 120)
         if not self.width_m:
             return math.nan
         if not self.crossings:
-            return 0.0 if self.has_flows else math.nan
-        persons = sum(p for t, p in self.crossings if now - 60 < t <= now)
-        return persons / self.width_m
+            return 0.0 if self.has_crossings else math.nan
+        return crossing_persons(self.crossings, now) / self.width_m
 
     def recent_densities(self, now_minute: int) -> np.ndarray:
         values = np.full(TREND_MINUTES, np.nan)
@@ -144,6 +155,18 @@ class ZoneLive:
         for minute in [m for m in self.densities if m < now_minute - 2 * TREND_MINUTES]:
             del self.densities[minute]
         return values
+
+
+def crossing_persons(crossings: Iterable[tuple[float, float, float]], now: float) -> float:
+    """Persons crossing in the minute ``(now - 60, now]``: an instant count whole when it falls
+    in it, an interval count by its per-minute rate times the minutes of overlap."""
+    persons = 0.0
+    for start, end, rate in crossings:
+        if end <= start:
+            persons += rate if now - 60 < end <= now else 0.0
+        else:
+            persons += rate * max(0.0, min(end, now) - max(start, now - 60)) / 60
+    return persons
 
 
 @dataclass
@@ -297,8 +320,10 @@ class AlertEngine:
         self.known_streams = {row.id for row in stream_rows}
         self._follow_events(initial)
         for info in new_streams.values():
-            if info.zone in self.zones and info.role in ("in_counter", "out_counter"):
-                self.zones[info.zone].has_flows = True
+            if info.zone in self.zones and info.role in CROSSING_ROLES:
+                self.zones[info.zone].has_crossings = True
+                if info.role != "footfall":
+                    self.zones[info.zone].has_flows = True
         if added:
             self._load_latest(added, flows=initial)
 
@@ -449,12 +474,17 @@ class AlertEngine:
             previous = live.beacons.get(info.id)
             if previous is None or t >= previous[0]:
                 live.beacons[info.id] = (t, value)
-        elif info.role in ("in_counter", "out_counter"):
-            sign = 1.0 if info.role == "in_counter" else -1.0
-            live.flow_occupancy = max(0.0, live.flow_occupancy + sign * value)
-            start = _epoch(observation.phenomenon_time)
-            minutes = max(1.0, (t - start) / 60) if observation.phenomenon_time_end else 1.0
-            live.crossings.append((t, value / minutes))
+        elif info.role in CROSSING_ROLES:
+            if info.role == "footfall":
+                if value < 0:
+                    return None  # as the crowd state: a negative count is ignored
+            else:  # footfall passes by: only in/out counts move the occupancy
+                sign = 1.0 if info.role == "in_counter" else -1.0
+                live.flow_occupancy = max(0.0, live.flow_occupancy + sign * value)
+            start = _epoch(observation.phenomenon_time) \
+                if observation.phenomenon_time_end else t
+            minutes = max(1.0, (t - start) / 60) if t > start else 1.0
+            live.crossings.append((start, t, value / minutes))
         if not history:
             live.trigger = trigger
         return "zone", info.zone
@@ -524,18 +554,40 @@ class AlertEngine:
                     time.monotonic() - self._last_topology > 1.0:
                 self._load_topology()
                 self._load_rules()
-            zones: set[str] = set()
-            devices: set[str] = set()
-            sensors: set[str] = set()
-            for observation in observations:
-                touched = self._apply(observation)
-                if touched is None:
-                    continue
-                sensors.add(service.sensor_name(observation.datastream_id))
-                (zones if touched[0] == "zone" else devices).add(touched[1])
-            if not (zones or devices or sensors):
-                return []
-            return self._evaluate(zones, devices, sensors)
+            events: list[service.AlertEvent] = []
+            for group in self._data_time_groups(observations):
+                zones: set[str] = set()
+                devices: set[str] = set()
+                sensors: set[str] = set()
+                for observation in group:
+                    touched = self._apply(observation)
+                    if touched is None:
+                        continue
+                    sensors.add(service.sensor_name(observation.datastream_id))
+                    (zones if touched[0] == "zone" else devices).add(touched[1])
+                if zones or devices or sensors:
+                    events.extend(self._evaluate(zones, devices, sensors))
+            return events
+
+    def _data_time_groups(self, observations: Sequence[StoredObservation]
+                          ) -> list[Sequence[StoredObservation]]:
+        """The batch as one group, or, on the data clock, split by the minute of each
+        observation's (end) time in time order: a replay published faster than the ingester
+        commits puts several hours in one batch, and each hour must be judged at its own
+        time (an hour's counts would otherwise be judged an hour or more after they ended,
+        when they no longer count as the current flow)."""
+        if len(observations) < 2 or self.clock_mode == "wall":
+            return [observations]
+        minute = {id(o): int(_epoch(o.phenomenon_time_end or o.phenomenon_time) // 60)
+                  for o in observations}
+        if self.clock_mode == "auto" and \
+                self.wall_clock() - 60 * max(minute.values()) <= DATA_CLOCK_LAG_SECONDS:
+            return [observations]
+        if len(set(minute.values())) == 1:
+            return [observations]
+        ordered = sorted(observations, key=lambda o: minute[id(o)])
+        return [list(group) for _, group in itertools.groupby(ordered,
+                                                               key=lambda o: minute[id(o)])]
 
     def tick(self) -> list[service.AlertEvent]:
         """Evaluate everything (silences, dwell, rule changes); the timer calls this."""

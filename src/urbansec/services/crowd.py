@@ -18,8 +18,14 @@ re-implemented. Decisions worth knowing:
   are the anchors of :func:`urbansec.crowd.density.occupancy_from_flows`, which integrates the
   flows from the last anchor and clamps drift at zero; flows start from an empty zone at the
   series start, the event start, or :data:`STATE_LOOKBACK` before the state's instant.
-- **Level of service** from :class:`urbansec.crowd.los.LosConfig` for the zone type (flow only
-  where the zone's width is known); the trend is :func:`urbansec.crowd.trend.
+- **Flow** (persons/m/min, where the zone's width is known) = the persons crossing per minute
+  (in + out counters, plus ``footfall`` counters: a footfall count is pedestrian flow through
+  a cross-section, spread over its interval like any count, so an hourly 3,000 is 50 persons
+  a minute) / width. Footfall says nothing about how many are inside: it never touches the
+  occupancy.
+- **Level of service** from :class:`urbansec.crowd.los.LosConfig` for the zone type: the worse
+  of the density and the flow level, the flow level alone where the density is unknown (a
+  zone measured only by footfall); the trend is :func:`urbansec.crowd.trend.
   minutes_to_threshold` of the density towards the start of level E of the zone type's scale
   (or ``zone.properties["threshold_density"]``).
 - **Stale data.** ``state()`` without an explicit instant uses now, unless the newest stored
@@ -55,8 +61,8 @@ from urbansec.errors import NotFoundError, UsageError
 from urbansec.store.sensors import Datastream, Observation, Thing, Zone
 
 __all__ = ["InvalidRequestError", "MinuteSeries", "ZoneSource", "aware_utc", "compute_minutes",
-           "forecast", "iso", "light_state", "minute_series", "state", "zone_document",
-           "zone_series", "zone_sources"]
+           "crossings_per_minute", "forecast", "iso", "light_state", "minute_series", "state",
+           "zone_document", "zone_series", "zone_sources"]
 
 zones_table = Zone.__table__
 datastreams = Datastream.__table__
@@ -82,6 +88,8 @@ TREND_WINDOW, TREND_MIN_POINTS = 10, 5
 FORECAST_HISTORY_HOURS = 16 * 168
 FORECAST_MODELS = ("profile", "seasonal_naive")
 OCCUPANCY_ROLES = ("area_count", "beacon_devices", "in_counter", "out_counter")
+#: what the minute series reads: the occupancy sources and the flow-only footfall counters
+SERIES_ROLES = (*OCCUPANCY_ROLES, "footfall")
 LIGHT_STATES = ("on", "dimmed", "off", "failed")
 _LIGHT_NUMBERS = {1.0: "on", 0.5: "dimmed", 0.0: "off", -1.0: "failed"}
 _LOS = LosConfig()
@@ -364,6 +372,7 @@ class _ZoneInputs:
 
     inflow: NDArray[np.float64]
     outflow: NDArray[np.float64]
+    footfall: NDArray[np.float64]  # persons passing per minute (flow only), NaN unmeasured
     anchors: NDArray[np.float64]  # area count, else calibrated beacon estimate, else NaN
     has_flows: bool
     used: list[str]
@@ -409,6 +418,10 @@ def _inputs(source: ZoneSource, readings: dict[int, _Readings], origin_ms: int, 
         notes.append("negative in/out counts ignored")
         inflow = np.where(inflow < 0, np.nan, inflow)
         outflow = np.where(outflow < 0, np.nan, outflow)
+    footfall, _ = summed("footfall")
+    if np.any(footfall < 0):
+        notes.append("negative footfall counts ignored")
+        footfall = np.where(footfall < 0, np.nan, footfall)
     anchors = latest_sum("area_count")
     if np.any(anchors < 0):
         notes.append("negative area counts ignored")
@@ -426,42 +439,53 @@ def _inputs(source: ZoneSource, readings: dict[int, _Readings], origin_ms: int, 
             anchors = np.where(np.isnan(anchors), estimate, anchors)
             if "beacon_devices" in used:
                 notes.append(f"beacon estimate: {factor:g} persons per device seen")
-    return _ZoneInputs(inflow, outflow, anchors, has_in or has_out, used, notes)
+    return _ZoneInputs(inflow, outflow, footfall, anchors, has_in or has_out, used, notes)
 
 
 def _finish(source: ZoneSource, inputs: _ZoneInputs, origin_ms: int,
             occupancy: NDArray[np.float64], clipped: NDArray[np.float64]) -> MinuteSeries:
     n = occupancy.size
     notes, used = inputs.notes, inputs.used
+    occupancy_used = [r for r in used if r in OCCUPANCY_ROLES]
     if not inputs.has_flows:
         # nothing integrates before the first count: unknown, not an empty zone
         measured = np.flatnonzero(~np.isnan(inputs.anchors))
         first = measured[0] if measured.size else n
         occupancy = np.where(np.arange(n) < first, np.nan, occupancy)
-    elif not used:
+    elif not occupancy_used:
         occupancy = np.full(n, np.nan)
     if not source.ids(*OCCUPANCY_ROLES):
-        notes.append("no occupancy sensors: assign in_counter/out_counter, area_count or "
-                     "beacon_devices datastreams to the zone")
-    elif not used and n:
+        if source.ids("footfall"):
+            notes.append("occupancy unknown: footfall counters measure the flow only")
+        else:
+            notes.append("no occupancy sensors: assign in_counter/out_counter, area_count "
+                         "or beacon_devices datastreams to the zone")
+    elif not occupancy_used and n:
         notes.append("no observations in the window")
     drift = float(clipped.sum())
     if drift > 0:
         notes.append(f"in/out counts drifted below zero: {drift:g} persons added back")
     zone_density = density(occupancy, source.area_m2)
     inflow, outflow = inputs.inflow, inputs.outflow
-    crossing = np.where(np.isnan(inflow) & np.isnan(outflow), np.nan,
-                        np.nan_to_num(inflow) + np.nan_to_num(outflow))
+    crossing = crossings_per_minute(inflow, outflow, inputs.footfall)
     if source.width_m is not None:
         flow = flow_rate(crossing, source.width_m)
+        # a NaN density leaves the flow's level (LosScale.level takes the worse of the two)
         level = _LOS.level(source.zone_type, zone_density, flow)
     else:
         flow = np.full(n, np.nan)
         level = _LOS.level(source.zone_type, zone_density)
-        if inputs.has_flows:
+        if inputs.has_flows or source.ids("footfall"):
             notes.append("no effective width: flow rate not computed")
     return MinuteSeries(origin_ms, occupancy, zone_density, flow, level, inflow, outflow,
-                        [r for r in OCCUPANCY_ROLES if r in used], notes)
+                        [r for r in SERIES_ROLES if r in used], notes)
+
+
+def crossings_per_minute(*persons: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Persons crossing per minute from in, out and footfall counts (each NaN where it did not
+    report): their sum, NaN only where none reported."""
+    stacked = np.stack(persons)
+    return np.where(np.all(np.isnan(stacked), axis=0), np.nan, np.nansum(stacked, axis=0))
 
 
 def compute_minutes(sources: Sequence[ZoneSource], readings: dict[int, _Readings],
@@ -508,7 +532,7 @@ def minute_series(connection: Connection, sources: Sequence[ZoneSource], start: 
     (floored: a minute that has not ended is left out), from one range select."""
     origin = _floor_minute(_ms(start))
     n = max((_floor_minute(_ms(end)) - origin) // MINUTE_MS, 0)
-    ids = [i for source in sources for i in source.ids(*OCCUPANCY_ROLES)]
+    ids = [i for source in sources for i in source.ids(*SERIES_ROLES)]
     readings = _read(connection, ids, _datetime(origin), _datetime(origin + n * MINUTE_MS))
     return compute_minutes(sources, readings, origin, n)
 
@@ -575,7 +599,7 @@ def zone_series(engine: Engine, key: str, start: datetime | None = None,
             end = aware_utc(now, "now") if now is not None else datetime.now(UTC)
             if event is not None:
                 end = min(end, event.ends_at)
-            newest = _newest(connection, source.ids(*OCCUPANCY_ROLES), end)
+            newest = _newest(connection, source.ids(*SERIES_ROLES), end)
             if newest is not None and end - newest > STALE_AFTER:
                 end, stale = _datetime(_ceil_minute(_ms(newest))), True
         end = aware_utc(end, "to")
