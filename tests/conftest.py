@@ -47,6 +47,24 @@ def _fresh_rate_limits() -> None:
     reset_all()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cube_files_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory
+                                         ) -> Iterator[None]:
+    """Saved dashboard cubes go to a directory of this test session (servers started by the
+    e2e tests inherit it), never to the user's cache."""
+    from urbansec.config import get_settings
+
+    previous = os.environ.get("URBANSEC_CUBE_CACHE_DIR")
+    os.environ["URBANSEC_CUBE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cubes"))
+    get_settings.cache_clear()
+    yield
+    if previous is None:
+        os.environ.pop("URBANSEC_CUBE_CACHE_DIR", None)
+    else:
+        os.environ["URBANSEC_CUBE_CACHE_DIR"] = previous
+    get_settings.cache_clear()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database of each kind (not migrated)."""

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # map background tiles, e.g. "https://tiles.example/{z}/{x}/{y}.png" (none: boundaries only)
     tile_url: str | None = None
     tile_attribution: str | None = None
+    # saved event cubes (a restarted server loads the cube instead of reading every incident):
+    # unset: the user's cache directory (e.g. ~/.cache/urbansec); empty: no files
+    cube_cache_dir: str | None = None
 
     # --- live alerts (issue 8) -------------------------------------------------------------
     # the MQTT broker linking the alert engine (in the ingester) to every API process; unset:

@@ -17,22 +17,35 @@ thread, never on a request's path. A changed version rebuilds the cube, and
 Area filters mean exactly what ``services.incidents`` makes them mean: when any incident
 carries the kind's code (Chicago's beat, district, ward, community area) the source's codes
 decide, otherwise the imported polygon holding the point does.
+
+A built cube is also saved to a file per database and data version (``cube_cache_dir``;
+written in the background, atomically), so that a restarted server loads it in a fraction of
+a second instead of reading every incident again. The file is only used when its database,
+data version and newest import batch all match the database's; anything else (another
+version, a truncated or foreign file) means a normal build, which then replaces it. The file
+is a plain ``.npz``: numbers, fixed-width strings and WKB bytes, never pickles.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
+from platformdirs import user_cache_dir
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Engine, func, select
@@ -55,6 +68,18 @@ COUNT_RECHECK_SECONDS = 10.0
 DAY_MINUTES = 24 * 60
 
 Version = tuple[int, int, int, int]
+
+#: bumped whenever the saved cube's layout or meaning changes: older files are then ignored
+CUBE_FILE_FORMAT = 1
+#: cube files kept per database: the current data version and the one before it
+CUBE_FILES_KEPT = 2
+#: any database's cube file neither loaded nor written for this long is deleted (databases
+#: that are gone, e.g. test databases, must not fill the cache directory forever)
+CUBE_FILE_MAX_AGE_SECONDS = 30 * 86_400
+#: cubes built faster than this are not saved: the file would save nothing a restart notices
+#: (the bundled sample builds in about 0.5 s, three years of Chicago in 7-10 s), and test
+#: runs' and demos' many small databases stay out of the cache directory
+CUBE_FILE_MIN_BUILD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -339,13 +364,210 @@ def _column(kind: str, raw: np.ndarray, *, by_codes: bool) -> AreaColumn:
 
 
 # --------------------------------------------------------------------------------------------
+# Saving and loading: one file per database and data version
+
+#: the cube's per-event columns as saved, with the dtype each must have when loaded
+_COLUMNS: dict[str, np.dtype[Any]] = {
+    "ids": np.dtype(np.int64), "x": np.dtype(np.float64), "y": np.dtype(np.float64),
+    "lon": np.dtype(np.float64), "lat": np.dtype(np.float64), "located": np.dtype(np.bool_),
+    "t": np.dtype(np.int64), "local": np.dtype(np.int64), "hour": np.dtype(np.int8),
+    "weekday": np.dtype(np.int8), "minute": np.dtype(np.int16), "month": np.dtype(np.int32),
+    "exact": np.dtype(np.bool_), "category": np.dtype(np.int16),
+}
+
+
+class CubeFileError(ValueError):
+    """A cube file that cannot be used: unreadable, truncated, or of other data."""
+
+
+def default_cube_directory() -> Path | None:
+    """``cube_cache_dir`` (an empty value turns the files off), else the user's cache
+    directory (e.g. ``~/.cache/urbansec``)."""
+    from urbansec.config import get_settings
+
+    setting = get_settings().cube_cache_dir
+    if setting is None:
+        return Path(user_cache_dir("urbansec", appauthor=False))
+    return Path(setting).expanduser() if setting.strip() else None
+
+
+def database_key(engine: Engine) -> str | None:
+    """Names the database in file names: a hash of its URL without the password (an
+    SQLite path made absolute). None for an in-memory SQLite database (nothing to share)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or url.query.get("mode") == "memory":
+            return None
+        url = url.set(database=str(Path(database).resolve()))
+    text = url.render_as_string(hide_password=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_fingerprint(engine: Engine, version: Version) -> list[Any]:
+    """The version and what identifies its newest import batch (file checksum and times):
+    a database recreated at the same URL with the same ids and count still differs here."""
+    with engine.connect() as connection:
+        row = connection.execute(select(BATCHES.c.sha256, BATCHES.c.started_at,
+                                        BATCHES.c.finished_at)
+                                 .where(BATCHES.c.id == version[0])).first()
+    batch = [] if row is None else [str(value) for value in row]
+    return [CUBE_FILE_FORMAT, list(version), batch]
+
+
+def cube_file(directory: Path, database: str, fingerprint: list[Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
+    return directory / f"cube-{database}-{digest}.npz"
+
+
+def save_cube(cube: EventCube, path: Path, database: str, fingerprint: list[Any]) -> None:
+    """Write ``cube`` to ``path`` atomically: a temporary file in the same directory, then
+    ``os.replace`` (a reader sees the old file or the whole new one, never half of one)."""
+    labels = cube.categories
+    unmapped = bool(labels) and labels[-1] is None
+    kinds = sorted(cube.areas)
+    meta = {"format": CUBE_FILE_FORMAT, "database": database, "fingerprint": fingerprint,
+            "n": len(cube), "built_at": cube.built_at, "build_seconds": cube.build_seconds,
+            "crs": cube.crs, "timezone": cube.timezone, "unmapped": unmapped,
+            "areas": [{"kind": kind, "by_codes": cube.areas[kind].by_codes} for kind in kinds]}
+    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+    for name, dtype in _COLUMNS.items():
+        arrays[name] = np.ascontiguousarray(getattr(cube, name), dtype=dtype)
+    arrays["categories"] = _strings(labels[:-1] if unmapped else labels)
+    for index, kind in enumerate(kinds):
+        arrays[f"area{index}_codes"] = np.asarray(cube.areas[kind].codes, dtype=np.int32)
+        arrays[f"area{index}_labels"] = _strings(cube.areas[kind].labels)
+    keys = list(cube.area_geometries)
+    blobs = [bytes(b) for b in shapely.to_wkb(list(cube.area_geometries.values()))]
+    arrays["geometry_kinds"] = _strings([kind for kind, _ in keys])
+    arrays["geometry_codes"] = _strings([code for _, code in keys])
+    arrays["geometry_offsets"] = np.cumsum([0, *map(len, blobs)], dtype=np.int64)
+    arrays["geometry_wkb"] = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp",
+                                         dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)  # type: ignore[arg-type]
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _strings(values: list[Any]) -> np.ndarray:
+    """Fixed-width unicode (never an object array: those would need pickles)."""
+    return np.array([str(v) for v in values], dtype=str) if values else np.zeros(0, "U1")
+
+
+def load_cube(path: Path, database: str, fingerprint: list[Any]) -> EventCube:
+    """The cube saved in ``path``, checked to be of this database and data (CubeFileError
+    otherwise, or when anything in it is missing, truncated or inconsistent)."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return _cube_from(dict(saved.items()), database, fingerprint)
+    except CubeFileError:
+        raise
+    except Exception as exc:  # zip, npy, JSON, WKB or shape errors: all mean "rebuild"
+        raise CubeFileError(f"{path.name}: {exc!r}") from exc
+
+
+def _cube_from(saved: dict[str, np.ndarray], database: str, fingerprint: list[Any]
+               ) -> EventCube:
+    meta = json.loads(str(saved["meta"][()]))
+    if (meta.get("format") != CUBE_FILE_FORMAT or meta.get("database") != database
+            or meta.get("fingerprint") != fingerprint):
+        raise CubeFileError("the file holds a cube of other data")
+    n = int(meta["n"])
+    columns = {}
+    for name, dtype in _COLUMNS.items():
+        column = saved[name]
+        if column.dtype != dtype or column.shape != (n,):
+            raise CubeFileError(f"column {name}: {column.dtype}{column.shape}, expected "
+                                f"{dtype}({n},)")
+        columns[name] = column
+    if n and np.any(np.diff(columns["t"]) < 0):
+        raise CubeFileError("the events are not in time order")
+    categories: list[str | None] = [*saved["categories"].tolist()]
+    if meta["unmapped"]:
+        categories.append(None)
+    if n and not (int(columns["category"].min()) >= 0
+                  and int(columns["category"].max()) < len(categories)):
+        raise CubeFileError("category codes outside the saved categories")
+    areas = {}
+    for index, area in enumerate(meta["areas"]):
+        codes, labels = saved[f"area{index}_codes"], saved[f"area{index}_labels"].tolist()
+        if codes.dtype != np.int32 or codes.shape != (n,) or (
+                n and not (int(codes.min()) >= -1 and int(codes.max()) < len(labels))):
+            raise CubeFileError(f"area kind {area['kind']!r}: codes do not fit the labels")
+        areas[area["kind"]] = AreaColumn(kind=area["kind"], codes=codes, labels=labels,
+                                         by_codes=bool(area["by_codes"]))
+    offsets, blob = saved["geometry_offsets"], saved["geometry_wkb"].tobytes()
+    keys = list(zip(saved["geometry_kinds"].tolist(), saved["geometry_codes"].tolist(),
+                    strict=True))
+    if offsets.shape != (len(keys) + 1,) or int(offsets[-1]) != len(blob):
+        raise CubeFileError("the area geometries are truncated")
+    geometries = shapely.from_wkb([blob[offsets[i]:offsets[i + 1]] for i in range(len(keys))])
+    polygons: dict[tuple[str, str], BaseGeometry] = dict(zip(keys, geometries, strict=True))
+    for geometry in polygons.values():
+        shapely.prepare(geometry)
+    return EventCube(version=tuple(fingerprint[1]), built_at=float(meta["built_at"]),  # type: ignore[arg-type]
+                     build_seconds=float(meta["build_seconds"]), crs=meta["crs"],
+                     timezone=meta["timezone"], categories=categories, areas=areas,
+                     area_geometries=polygons, **columns)
+
+
+def prune_cube_files(directory: Path, database: str, keep: Path) -> None:
+    """Keep ``keep`` and the newest others up to ``CUBE_FILES_KEPT`` for this database;
+    delete the rest (older data versions), any database's files unused for
+    ``CUBE_FILE_MAX_AGE_SECONDS``, and temporary files left by a killed writer."""
+    others = sorted((p for p in directory.glob(f"cube-{database}-*.npz") if p != keep),
+                    key=_mtime, reverse=True)
+    for old in others[CUBE_FILES_KEPT - 1:]:
+        old.unlink(missing_ok=True)
+    now = time.time()
+    for unused in directory.glob("cube-*.npz"):
+        if unused != keep and now - _mtime(unused) > CUBE_FILE_MAX_AGE_SECONDS:
+            unused.unlink(missing_ok=True)
+    for stale in directory.glob(".cube-*.tmp"):
+        if now - _mtime(stale) > 3600:  # not one being written right now
+            stale.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# --------------------------------------------------------------------------------------------
 # The cache: one cube per engine, rebuilt when the data version changes
 
 
-class CubeCache:
-    """The current cube of one engine; builds at most once at a time (other callers wait)."""
+_DEFAULT_DIRECTORY: Any = object()
 
-    def __init__(self) -> None:
+
+class CubeCache:
+    """The current cube of one engine; builds at most once at a time (other callers wait).
+
+    ``directory`` holds the saved cubes (default: ``default_cube_directory()``; None: no
+    files): a cube is loaded from there when one of the current data exists, and saved
+    there in the background after every build that took at least ``min_build_seconds``
+    (default ``CUBE_FILE_MIN_BUILD_SECONDS``)."""
+
+    def __init__(self, directory: Path | None = _DEFAULT_DIRECTORY,
+                 min_build_seconds: float | None = None) -> None:
+        self.directory: Path | None = (default_cube_directory()
+                                       if directory is _DEFAULT_DIRECTORY else directory)
+        self.min_build_seconds = (CUBE_FILE_MIN_BUILD_SECONDS if min_build_seconds is None
+                                  else min_build_seconds)
+        # the thread saving the newest built cube (tests and benchmarks wait for it)
+        self.saving: threading.Thread | None = None
+        #: how the current cube came: "built" or "loaded" (from its file)
+        self.source: str | None = None
         self._lock = threading.Lock()
         self._cube: EventCube | None = None
         self._warming: threading.Thread | None = None
@@ -366,16 +588,74 @@ class CubeCache:
             return cube
         with self._lock:
             cube = self._cube
-            if cube is not None and cube.version == data_version(engine):
+            version = data_version(engine)
+            if cube is not None and cube.version == version:
                 self._counted = time.monotonic()
                 self._stale = False
                 return cube
-            cube = build_cube(engine)
+            cube = self._load(engine, version)
+            if cube is None:
+                cube = build_cube(engine)
+                self.source = "built"
+                if cube.build_seconds >= self.min_build_seconds:
+                    self._save(engine, cube)
+            else:
+                self.source = "loaded"
             self._cube = cube
             self._counted = time.monotonic()
             self._stale = False
             self.derived.clear()
             return cube
+
+    def _load(self, engine: Engine, version: Version) -> EventCube | None:
+        """The saved cube of exactly this data, or None (no file, or one not usable)."""
+        database = database_key(engine) if self.directory is not None else None
+        if self.directory is None or database is None:
+            return None
+        fingerprint = data_fingerprint(engine, version)
+        path = cube_file(self.directory, database, fingerprint)
+        if not path.is_file():
+            return None
+        started = time.perf_counter()
+        try:
+            cube = load_cube(path, database, fingerprint)
+        except CubeFileError as exc:
+            # the build that follows replaces the file (same name)
+            log.warning("dashboard cube file not used, building instead: %s", exc)
+            return None
+        log.info("dashboard cube: %d incidents loaded from %s in %.2f s", len(cube), path,
+                 time.perf_counter() - started)
+        # in use: not one of the unused files pruning deletes (read-only directories serve too)
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return cube
+
+    def _save(self, engine: Engine, cube: EventCube) -> None:
+        """Save ``cube`` in a daemon thread, if its data are still the database's (an
+        import during the build leaves a cube labelled with the version before it: that
+        one lives in memory until the next check, never in a file)."""
+        directory = self.directory
+        database = database_key(engine) if directory is not None else None
+        if directory is None or database is None:
+            return
+
+        def run() -> None:
+            try:
+                if data_version(engine) != cube.version:
+                    return
+                fingerprint = data_fingerprint(engine, cube.version)
+                path = cube_file(directory, database, fingerprint)
+                started = time.perf_counter()
+                save_cube(cube, path, database, fingerprint)
+                prune_cube_files(directory, database, path)
+                log.info("dashboard cube saved to %s in %.2f s", path,
+                         time.perf_counter() - started)
+            except Exception:  # a full disk or a read-only cache costs restarts, not answers
+                log.exception("saving the dashboard cube failed")
+
+        thread = threading.Thread(target=run, name="urbansec-dashboard-save", daemon=True)
+        self.saving = thread
+        thread.start()
 
     def _current(self, engine: Engine, cube: EventCube) -> bool:
         """The ids every request checks (three index look-ups); the count every few seconds
