@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     mount(app)
 
     # dashboard views carry thousands of cells: ~10x smaller compressed
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(LimitsAndHeaders, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
