@@ -29,6 +29,7 @@ from urbansec.crowd import rules as crowd_rules
 from urbansec.errors import ConflictError, NotFoundError, UsageError
 from urbansec.services import audit
 from urbansec.services.access import Principal
+from urbansec.services.sensors import iso
 from urbansec.store.alerts import (
     ALERT_CHANGES,
     ALERT_STATUSES,
@@ -59,12 +60,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_datetime(value: np.datetime64) -> datetime:

@@ -61,7 +61,8 @@ from urbansec.errors import NotFoundError, UsageError
 from urbansec.store.sensors import Datastream, Observation, Thing, Zone
 
 __all__ = ["InvalidRequestError", "MinuteSeries", "ZoneSource", "aware_utc", "compute_minutes",
-           "crossings_per_minute", "forecast", "iso", "light_state", "minute_series", "state",
+           "crossings_per_minute", "event_window", "event_with_zones", "forecast", "iso",
+           "light_state", "minute_series", "state",
            "zone_document", "zone_series", "zone_sources"]
 
 zones_table = Zone.__table__
@@ -561,7 +562,8 @@ class EventWindow:
     zone_keys: tuple[str, ...]
 
 
-def event_window(connection: Connection, event_id: int) -> EventWindow:
+def event_with_zones(connection: Connection, event_id: int) -> tuple[Any, tuple[str, ...]]:
+    """The stored event's row and its zone keys (in zone order); NotFoundError if none."""
     from urbansec.store.crowd import CrowdEvent, CrowdEventZone
 
     events, links = CrowdEvent.__table__, CrowdEventZone.__table__
@@ -572,7 +574,12 @@ def event_window(connection: Connection, event_id: int) -> EventWindow:
                               .join(links, links.c.zone_id == zones_table.c.id)
                               .where(links.c.event_id == event_id)
                               .order_by(zones_table.c.id)).scalars().all()
-    return EventWindow(int(row.id), row.name, row.starts_at, row.ends_at, tuple(keys))
+    return row, tuple(keys)
+
+
+def event_window(connection: Connection, event_id: int) -> EventWindow:
+    row, keys = event_with_zones(connection, event_id)
+    return EventWindow(int(row.id), row.name, row.starts_at, row.ends_at, keys)
 
 
 # --- the series of one zone -----------------------------------------------------------------

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from urbansec.crowd.zones import Event
-from urbansec.errors import NotFoundError, UsageError
+from urbansec.errors import UsageError
 from urbansec.services import audit
 from urbansec.services.access import Principal
-from urbansec.services.crowd import InvalidRequestError, aware_utc, iso
+from urbansec.services.crowd import InvalidRequestError, aware_utc, event_with_zones, iso
 from urbansec.store.crowd import CrowdEvent, CrowdEventZone
 from urbansec.store.engine import write_transaction
 from urbansec.store.sensors import Zone
@@ -62,13 +62,7 @@ def _zone_ids(connection: Connection, keys: Sequence[str]) -> list[int]:
 
 
 def _document(connection: Connection, event_id: int) -> dict[str, Any]:
-    row = connection.execute(select(events).where(events.c.id == event_id)).first()
-    if row is None:
-        raise NotFoundError(f"no event {event_id}")
-    keys = connection.execute(select(zones.c.key)
-                              .join(event_zones, event_zones.c.zone_id == zones.c.id)
-                              .where(event_zones.c.event_id == event_id)
-                              .order_by(zones.c.id)).scalars().all()
+    row, keys = event_with_zones(connection, event_id)
     return {"id": int(row.id), "name": row.name, "description": row.description,
             "starts_at": iso(row.starts_at), "ends_at": iso(row.ends_at),
             "expected_attendance": row.expected_attendance, "zones": list(keys),

@@ -38,7 +38,7 @@ from urbansec.ingest.localtime import LocalToUTC, zone
 from urbansec.services.aggregates import Privacy, check_filter, suppress_counts
 from urbansec.services.events import city_timezone, load_events
 from urbansec.services.hotspots import check_period
-from urbansec.services.incidents import AREAS, IncidentFilter
+from urbansec.services.incidents import AREAS, IncidentFilter, iso_utc
 from urbansec.services.sensors import datastream_series
 from urbansec.store.sensors import Datastream, Location, Thing, ThingLocation
 
@@ -137,7 +137,7 @@ def nighttime_view(
 
     result: dict[str, Any] = {
         "area": {"kind": kind, "code": code, "name": name},
-        "period": {"from": _iso(start_utc), "to": _iso(end_utc), "hours": slots,
+        "period": {"from": iso_utc(start_utc), "to": iso_utc(end_utc), "hours": slots,
                    "from_local": start_utc.astimezone(tz).isoformat(),
                    "to_local": end_utc.astimezone(tz).isoformat()},
         "night_window": window.label, "timezone": tz.key, "filter": flt.description,
@@ -439,5 +439,3 @@ def _count(value: float) -> int | float:
     return int(value) if value.is_integer() else round(value, 3)
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

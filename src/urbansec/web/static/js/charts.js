@@ -5,22 +5,11 @@
 //
 // Chart.js is the classic script `/static/vendor/chart.js/chart.umd.js` (global `Chart`).
 
-import { t, formatNumber, formatDate } from "/static/js/core.js";
+import { t, formatNumber, formatDate, h } from "/static/js/core.js";
 
 const Chart = window.Chart;
 const SERIES = ["#1f5fa8", "#c2410c", "#15803d", "#7e22ce", "#52606d"];
 const HEAT = [[255, 255, 229], [254, 227, 145], [254, 153, 41], [204, 76, 2], [102, 37, 6]];
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
 
 function num(value, empty = "–") {
   return value === null || value === undefined ? empty : formatNumber(value);
@@ -67,16 +56,16 @@ export function renderHourWeekday(root, data, { lang }) {
   const max = values.length ? Math.max(...values) : 0;
   const names = weekdayNames(lang, "short");
   const long = weekdayNames(lang, "long");
-  const head = el("tr", {}, el("td", { class: "corner" }));
-  for (let h = 0; h < 24; h += 1) {
-    head.append(el("th", { scope: "col", text: String(h).padStart(2, "0"),
-                           title: t("dashboard.charts.hourTitle", { hour: h }) }));
+  const head = h("tr", {}, h("td", { class: "corner" }));
+  for (let hour = 0; hour < 24; hour += 1) {
+    head.append(h("th", { scope: "col", text: String(hour).padStart(2, "0"),
+                          title: t("dashboard.charts.hourTitle", { hour }) }));
   }
-  const body = el("tbody");
+  const body = h("tbody");
   counts.forEach((row, d) => {
-    const tr = el("tr", {}, el("th", { scope: "row", text: names[d], title: long[d] }));
-    row.forEach((value, h) => {
-      const cell = el("td", { text: value === null ? "–" : formatNumber(value) });
+    const tr = h("tr", {}, h("th", { scope: "row", text: names[d], title: long[d] }));
+    row.forEach((value) => {
+      const cell = h("td", { text: value === null ? "–" : formatNumber(value) });
       if (value === null) {
         cell.classList.add("suppressed");
         cell.title = t("dashboard.charts.suppressedCell");
@@ -89,11 +78,11 @@ export function renderHourWeekday(root, data, { lang }) {
     });
     body.append(tr);
   });
-  const table = el("table", { class: "heat-table" },
-    el("caption", { text: t("dashboard.charts.hourWeekdayCaption",
+  const table = h("table", { class: "heat-table" },
+    h("caption", { text: t("dashboard.charts.hourWeekdayCaption",
                             { timezone: data?.timezone || "" }) }),
-    el("thead", {}, head), body);
-  const scroller = el("div", { class: "table-scroll", tabindex: "0", role: "region",
+    h("thead", {}, head), body);
+  const scroller = h("div", { class: "table-scroll", tabindex: "0", role: "region",
                                "aria-label": t("dashboard.charts.hourWeekday") }, table);
   root.replaceChildren(scroller);
 }
@@ -124,12 +113,12 @@ function baseOptions(yTitle, xTitle) {
 
 function hiddenTable(caption, columns, rows) {
   // a table ignores the 1 px box of .visually-hidden (it would widen the page): wrapped
-  return el("div", { class: "visually-hidden data-table-alt" }, el("table", {},
-    el("caption", { text: caption }),
-    el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { scope: "col", text: c })))),
-    el("tbody", {}, ...rows.map((row) => el("tr", {},
-      el("th", { scope: "row", text: row[0] }),
-      ...row.slice(1).map((v) => el("td", { text: v })))))));
+  return h("div", { class: "visually-hidden data-table-alt" }, h("table", {},
+    h("caption", { text: caption }),
+    h("thead", {}, h("tr", {}, ...columns.map((c) => h("th", { scope: "col", text: c })))),
+    h("tbody", {}, ...rows.map((row) => h("tr", {},
+      h("th", { scope: "row", text: row[0] }),
+      ...row.slice(1).map((v) => h("td", { text: v })))))));
 }
 
 /** Monthly counts with the same months a year earlier, and the same data as a table. */
@@ -140,8 +129,8 @@ export function renderMonthly(root, data, { lang }) {
   const title = t("dashboard.charts.monthly");
   let canvas = root.querySelector("canvas");
   if (!canvas) {
-    canvas = el("canvas", { role: "img" });
-    root.replaceChildren(el("div", { class: "chart-box" }, canvas));
+    canvas = h("canvas", { role: "img" });
+    root.replaceChildren(h("div", { class: "chart-box" }, canvas));
   }
   const current = t("dashboard.charts.thisPeriod");
   const previous = t("dashboard.charts.lastYear");
@@ -163,7 +152,7 @@ export function renderMonthly(root, data, { lang }) {
                           ...(lastYear ? [num(lastYear[i])] : [])])));
   if (!lastYear) {
     root.querySelector(".chart-note")?.remove();
-    root.append(el("p", { class: "chart-note muted", text: t("dashboard.charts.noLastYear") }));
+    root.append(h("p", { class: "chart-note muted", text: t("dashboard.charts.noLastYear") }));
   } else {
     root.querySelector(".chart-note")?.remove();
   }
@@ -173,15 +162,15 @@ export function renderMonthly(root, data, { lang }) {
 export function renderCategories(root, categories) {
   const rows = (categories || []).slice(0, 10);
   if (!rows.length) {
-    root.replaceChildren(el("p", { text: t("dashboard.charts.noData") }));
+    root.replaceChildren(h("p", { text: t("dashboard.charts.noData") }));
     return;
   }
   const max = Math.max(...rows.map((r) => r.count || 0), 1);
-  root.replaceChildren(el("ol", { class: "bar-list" }, ...rows.map((r) => {
-    const bar = el("span", { class: "bar", "aria-hidden": "true" });
+  root.replaceChildren(h("ol", { class: "bar-list" }, ...rows.map((r) => {
+    const bar = h("span", { class: "bar", "aria-hidden": "true" });
     bar.style.width = `${((r.count || 0) / max) * 100}%`;
-    return el("li", {}, el("span", { class: "bar-label", text: r.name || r.code }),
-              el("span", { class: "bar-value", text: num(r.count,
+    return h("li", {}, h("span", { class: "bar-label", text: r.name || r.code }),
+              h("span", { class: "bar-value", text: num(r.count,
                 t("dashboard.charts.suppressedShort")) }), bar);
   })));
 }
@@ -191,21 +180,21 @@ export function renderChangeList(root, data, { areaName }) {
   const up = (data.units || []).filter((u) => u.significant && u.direction === "up");
   const current = data.current || {};
   const base = data.baseline_period || {};
-  const parts = [el("p", { class: "muted", text: t("dashboard.change.periods", {
+  const parts = [h("p", { class: "muted", text: t("dashboard.change.periods", {
     from: current.start ? formatDate(current.start) : "",
     to: current.end ? formatDate(lastDay(current.end)) : "",
     bfrom: base.start ? formatDate(base.start) : "",
     bto: base.end ? formatDate(lastDay(base.end)) : "" }) })];
   if (data.fallback) {
-    parts.push(el("p", { class: "inline-note", text: t("dashboard.change.fallback") }));
+    parts.push(h("p", { class: "inline-note", text: t("dashboard.change.fallback") }));
   }
   if (data.uncovered || base.count === 0) {
-    parts.push(el("p", { class: "inline-note", text: t("dashboard.change.noBaseline") }));
+    parts.push(h("p", { class: "inline-note", text: t("dashboard.change.noBaseline") }));
   } else if (!up.length) {
-    parts.push(el("p", { text: t("dashboard.change.none") }));
+    parts.push(h("p", { text: t("dashboard.change.none") }));
   } else {
-    parts.push(el("ul", { class: "change-items" }, ...up.map((u) => el("li", {},
-      el("strong", { text: areaName(u.unit) }), " ",
+    parts.push(h("ul", { class: "change-items" }, ...up.map((u) => h("li", {},
+      h("strong", { text: areaName(u.unit) }), " ",
       t("dashboard.change.item", {
         current: formatNumber(u.current), baseline: formatNumber(u.baseline),
         percent: typeof u.percent_change === "number"
@@ -251,25 +240,25 @@ function timeLabels(bands) {
 export function renderNearRepeat(root, data) {
   const result = (data.results || [])[0];
   if (!result || !result.observed) {
-    root.replaceChildren(el("p", { text: result?.message || data.message
+    root.replaceChildren(h("p", { text: result?.message || data.message
       || t("dashboard.nearRepeat.nothing") }));
     return;
   }
   const space = spaceLabels(data.space_bands_m || []);
   const time = timeLabels(data.time_bands_days || []);
-  const rows = result.observed.map((row, i) => el("tr", {},
-    el("th", { scope: "row", text: space[i] ?? result.space_labels?.[i] ?? "" }),
+  const rows = result.observed.map((row, i) => h("tr", {},
+    h("th", { scope: "row", text: space[i] ?? result.space_labels?.[i] ?? "" }),
     ...row.map((observed, j) => {
       const ratio = result.ratio?.[i]?.[j];
       const significant = result.significant?.[i]?.[j];
-      const cell = el("td", { class: significant ? "significant" : null },
-        el("span", { class: "ratio", text: ratio === null || ratio === undefined ? "–"
+      const cell = h("td", { class: significant ? "significant" : null },
+        h("span", { class: "ratio", text: ratio === null || ratio === undefined ? "–"
           : formatNumber(Number(ratio.toFixed(2))) }),
-        el("span", { class: "muted small", text: ` (${formatNumber(observed)})` }));
+        h("span", { class: "muted small", text: ` (${formatNumber(observed)})` }));
       if (significant) {
-        cell.append(el("span", { class: "marker", text: " *",
+        cell.append(h("span", { class: "marker", text: " *",
                                  title: t("dashboard.nearRepeat.significant") }),
-                    el("span", { class: "visually-hidden",
+                    h("span", { class: "visually-hidden",
                                  text: ` ${t("dashboard.nearRepeat.significant")}` }));
       }
       return cell;
@@ -296,17 +285,17 @@ export function renderNearRepeat(root, data) {
   const others = allSignificant - repeatBands.length - inPattern;
   if (others > 0) lines.push(t("dashboard.nearRepeat.others", { count: others }));
   root.replaceChildren(
-    ...lines.map((line, i) => el("p", { class: i === 0 ? "summary-line" : null, text: line })),
-    el("div", { class: "table-scroll", tabindex: "0", role: "region",
+    ...lines.map((line, i) => h("p", { class: i === 0 ? "summary-line" : null, text: line })),
+    h("div", { class: "table-scroll", tabindex: "0", role: "region",
                 "aria-label": t("dashboard.nearRepeat.title") },
-      el("table", { class: "data-table knox" },
-        el("caption", { text: t("dashboard.nearRepeat.caption", {
+      h("table", { class: "data-table knox" },
+        h("caption", { text: t("dashboard.nearRepeat.caption", {
           events: formatNumber(result.events), pairs: formatNumber(result.pairs ?? 0),
           permutations: formatNumber(data.permutations ?? 0) }) }),
-        el("thead", {}, el("tr", {}, el("td"),
-          ...time.map((label) => el("th", { scope: "col", text: label })))),
-        el("tbody", {}, ...rows))),
-    el("p", { class: "muted small", text: t("dashboard.nearRepeat.legend") }));
+        h("thead", {}, h("tr", {}, h("td"),
+          ...time.map((label) => h("th", { scope: "col", text: label })))),
+        h("tbody", {}, ...rows))),
+    h("p", { class: "muted small", text: t("dashboard.nearRepeat.legend") }));
 }
 
 /** Hit rate against the share of the area flagged, one line per model. */
@@ -314,13 +303,13 @@ export function renderBacktest(root, data) {
   const coverages = data.coverages || [];
   const models = Object.entries(data.models || {});
   if (!coverages.length || !models.length) {
-    root.replaceChildren(el("p", { text: data.message || t("dashboard.backtest.nothing") }));
+    root.replaceChildren(h("p", { text: data.message || t("dashboard.backtest.nothing") }));
     return;
   }
   let canvas = root.querySelector("canvas");
   if (!canvas) {
-    canvas = el("canvas", { role: "img" });
-    root.replaceChildren(el("div", { class: "chart-box" }, canvas));
+    canvas = h("canvas", { role: "img" });
+    root.replaceChildren(h("div", { class: "chart-box" }, canvas));
   }
   root.querySelectorAll(".data-table-alt, p").forEach((node) => node.remove());
   const labels = coverages.map((c) => percent(c, 1));
@@ -343,7 +332,7 @@ export function renderBacktest(root, data) {
     models.map(([model, values]) => [name(model),
       ...(values.hit_rate || []).map((v) => percent(v, 1))])));
   const origins = data.origins || {};
-  root.append(el("p", { class: "muted small", text: t("dashboard.backtest.note", {
+  root.append(h("p", { class: "muted small", text: t("dashboard.backtest.note", {
     folds: formatNumber(data.folds ?? 0), horizon: data.horizon || "",
     first: origins.first ? formatDate(origins.first) : "",
     last: origins.last ? formatDate(origins.last) : "" }) }));

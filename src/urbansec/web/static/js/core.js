@@ -394,7 +394,8 @@ export const session = {
 // --------------------------------------------------------------------------------------------
 
 /**
- * Create an element: h("a", { href: "/", class: "x", dataset: { id: 3 } }, "text", child).
+ * Create an element: h("a", { href: "/", class: "x", dataset: { id: 3 } }, "text", child);
+ * the attribute `text` sets the text content.
  * Text children become text nodes, so data from the API can never inject markup.
  */
 export function h(tag, attributes = {}, ...children) {
@@ -402,6 +403,7 @@ export function h(tag, attributes = {}, ...children) {
   for (const [name, value] of Object.entries(attributes || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "dataset") Object.assign(element.dataset, value);
+    else if (name === "text") element.textContent = value;
     else if (name === "class") element.className = value;
     else if (name.startsWith("on") && typeof value === "function") {
       element.addEventListener(name.slice(2).toLowerCase(), value);

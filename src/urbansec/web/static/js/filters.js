@@ -7,7 +7,7 @@
 // `to` day as included). Empty `from`/`to` mean the whole data. The state lives in the URL
 // query (`?category=05,0201&from=...`), so a view can be shared and reopened as it was.
 
-import { t, formatNumber } from "/static/js/core.js";
+import { t, formatNumber, h } from "/static/js/core.js";
 
 export const LAYERS = ["count", "kde", "gi"];
 export const TIMES = ["all", "day", "night"];
@@ -135,17 +135,6 @@ export function presetOf(state, period) {
   return "custom";
 }
 
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
 /**
  * The filter form: category tree, period, time of day, area and hotspot layer.
  * `onChange(state, {push})` is called on every edit (push=true on explicit apply).
@@ -174,13 +163,13 @@ export class FilterPanel {
     const f = this.form;
     this.categoryBox = f.querySelector("#filter-category");
     this.categoryBox.replaceChildren(
-      el("legend", { text: t("dashboard.filters.category") }),
-      el("p", { class: "hint", id: "filter-category-hint",
+      h("legend", { text: t("dashboard.filters.category") }),
+      h("p", { class: "hint", id: "filter-category-hint",
                 text: t("dashboard.filters.categoryHint") }),
       this.buildTree(""),
     );
     this.categoryBox.setAttribute("aria-describedby", "filter-category-hint");
-    const clear = el("button", { type: "button", class: "link-button",
+    const clear = h("button", { type: "button", class: "link-button",
                                  id: "filter-category-clear",
                                  text: t("dashboard.filters.allCategories") });
     clear.addEventListener("click", () => {
@@ -204,8 +193,8 @@ export class FilterPanel {
     }
     this.preset = f.querySelector("#filter-preset");
     this.preset.replaceChildren(
-      ...PRESETS.map((p) => el("option", { value: p, text: t(`dashboard.presets.${p}`) })),
-      el("option", { value: "custom", text: t("dashboard.presets.custom"), disabled: true }),
+      ...PRESETS.map((p) => h("option", { value: p, text: t(`dashboard.presets.${p}`) })),
+      h("option", { value: "custom", text: t("dashboard.presets.custom"), disabled: true }),
     );
     this.preset.addEventListener("change", () => {
       const range = presetRange(this.preset.value, this.period);
@@ -217,7 +206,7 @@ export class FilterPanel {
 
     this.time = f.querySelector("#filter-time");
     this.time.replaceChildren(...[...TIMES, "custom"].map(
-      (v) => el("option", { value: v, text: t(`dashboard.time.${v}`) })));
+      (v) => h("option", { value: v, text: t(`dashboard.time.${v}`) })));
     this.timeFrom = f.querySelector("#filter-time-from");
     this.timeTo = f.querySelector("#filter-time-to");
     this.timeCustom = f.querySelector("#filter-time-custom");
@@ -241,8 +230,8 @@ export class FilterPanel {
         String(b.properties.name || b.properties.code), undefined, { numeric: true }));
     const kind = this.config.default_area_kind;
     this.area.replaceChildren(
-      el("option", { value: "", text: t("dashboard.filters.allAreas") }),
-      ...features.map((feature) => el("option", {
+      h("option", { value: "", text: t("dashboard.filters.allAreas") }),
+      ...features.map((feature) => h("option", {
         value: `${feature.properties.kind || kind}:${feature.properties.code}`,
         text: areaLabel(feature.properties),
       })),
@@ -254,7 +243,7 @@ export class FilterPanel {
 
     this.layer = f.querySelector("#filter-layer");
     this.layer.replaceChildren(...LAYERS.map(
-      (v) => el("option", { value: v, text: t(`dashboard.layers.method.${v}`) })));
+      (v) => h("option", { value: v, text: t(`dashboard.layers.method.${v}`) })));
     this.layer.addEventListener("change", () => {
       this.state.layer = this.layer.value;
       this.changed();
@@ -269,17 +258,17 @@ export class FilterPanel {
   buildTree(parent) {
     const items = this.children.get(parent) || [];
     if (!items.length) return null;
-    const list = el("ul", { class: parent ? "category-children" : "category-tree" });
+    const list = h("ul", { class: parent ? "category-children" : "category-tree" });
     for (const category of items) {
       const id = `category-${category.code.replace(/[^A-Za-z0-9_-]/g, "_")}`;
       const count = category.count === null || category.count === undefined ? ""
         : ` (${formatNumber(category.count)})`;
-      const input = el("input", { type: "checkbox", id, value: category.code,
+      const input = h("input", { type: "checkbox", id, value: category.code,
                                   name: "category" });
-      const label = el("label", { for: id },
-        el("span", { class: "category-code", text: category.code }),
+      const label = h("label", { for: id },
+        h("span", { class: "category-code", text: category.code }),
         ` ${category.name}${count}`);
-      list.append(el("li", {}, el("span", { class: "category-item" }, input, label),
+      list.append(h("li", {}, h("span", { class: "category-item" }, input, label),
                      this.buildTree(category.code)));
     }
     return list;

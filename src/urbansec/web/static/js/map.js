@@ -5,7 +5,7 @@
 //
 // Leaflet is the classic script `/static/vendor/leaflet/leaflet.js` (global `L`).
 
-import { t, formatNumber, formatDate } from "/static/js/core.js";
+import { t, formatNumber, formatDate, h } from "/static/js/core.js";
 import { areaLabel } from "/static/js/filters.js";
 import { cellLayer, expandCells } from "/static/js/grid.js";
 
@@ -32,19 +32,8 @@ const RISK_LEVELS = { low: "#1a9850", medium: "#fee08b", high: "#fc8d59", critic
 const REPORT_COLOUR = "#00796b";
 const TOP_N = 10;
 
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
 function swatch(colour, { outline = false } = {}) {
-  const box = el("span", { class: `swatch${outline ? " swatch-outline" : ""}`,
+  const box = h("span", { class: `swatch${outline ? " swatch-outline" : ""}`,
                            "aria-hidden": "true" });
   box.style.background = colour;
   return box;
@@ -184,7 +173,7 @@ export class DashboardMap {
       load: async () => this.areas,
       render: (data) => this.boundaryLayer(data, "#1f2933", 2),
       describe: (data) => this.describeBoundaries(data, kind),
-      legend: () => el("li", {}, swatch("transparent", { outline: true }),
+      legend: () => h("li", {}, swatch("transparent", { outline: true }),
                        kind ? kindName(kind) : t("dashboard.layers.boundaries")),
     }];
     for (const other of this.config.area_kinds || []) {
@@ -196,7 +185,7 @@ export class DashboardMap {
         load: () => this.loaders.areas(other.kind),
         render: (data) => this.boundaryLayer(data, "#52606d", 1, "4 3"),
         describe: (data) => this.describeBoundaries(data, other.kind),
-        legend: () => el("li", {}, swatch("transparent", { outline: true }),
+        legend: () => h("li", {}, swatch("transparent", { outline: true }),
                          kindName(other.kind)),
       });
     }
@@ -224,8 +213,8 @@ export class DashboardMap {
       render: (data) => this.reportsLayer(data),
       describe: (data) => this.describeReports(data),
       legend: (data) => (data.aggregated
-        ? el("li", {}, swatch(REPORT_COLOUR), t("dashboard.legend.reportCells"))
-        : el("li", {}, swatch(REPORT_COLOUR), t("dashboard.legend.reportPoints"))),
+        ? h("li", {}, swatch(REPORT_COLOUR), t("dashboard.legend.reportCells"))
+        : h("li", {}, swatch(REPORT_COLOUR), t("dashboard.legend.reportPoints"))),
     });
     if (this.user) {
       overlays.push({
@@ -233,8 +222,8 @@ export class DashboardMap {
         load: () => this.loaders.risks(),
         render: (data) => this.risksLayer(data),
         describe: (data) => this.describeRisks(data),
-        legend: () => el("li", { class: "legend-row" }, ...Object.entries(RISK_LEVELS).map(
-          ([level, colour]) => el("span", { class: "legend-item" }, swatch(colour),
+        legend: () => h("li", { class: "legend-row" }, ...Object.entries(RISK_LEVELS).map(
+          ([level, colour]) => h("span", { class: "legend-item" }, swatch(colour),
                                   t(`dashboard.riskLevels.${level}`)))),
       });
     }
@@ -246,8 +235,8 @@ export class DashboardMap {
   }
 
   buildLayerBox(box) {
-    const list = el("ul", { class: "layer-list" });
-    const hotspots = el("input", { type: "checkbox", id: "layer-hotspots", value: "hotspots",
+    const list = h("ul", { class: "layer-list" });
+    const hotspots = h("input", { type: "checkbox", id: "layer-hotspots", value: "hotspots",
                                    checked: true });
     hotspots.addEventListener("change", () => {
       this.showHotspots = hotspots.checked;
@@ -255,14 +244,14 @@ export class DashboardMap {
       else if (this.hotspots) this.map.removeLayer(this.hotspots);
       this.refreshText();
     });
-    list.append(el("li", {}, hotspots,
-                   el("label", { for: "layer-hotspots", text: t("dashboard.layers.hotspots") })));
+    list.append(h("li", {}, hotspots,
+                   h("label", { for: "layer-hotspots", text: t("dashboard.layers.hotspots") })));
     for (const overlay of this.overlays) {
-      const input = el("input", { type: "checkbox", id: `layer-${overlay.id}`,
+      const input = h("input", { type: "checkbox", id: `layer-${overlay.id}`,
                                   value: overlay.id, checked: overlay.initial });
       input.addEventListener("change", () => this.toggle(overlay, input.checked));
       overlay.input = input;
-      list.append(el("li", {}, input, el("label", { for: input.id, text: overlay.label })));
+      list.append(h("li", {}, input, h("label", { for: input.id, text: overlay.label })));
     }
     box.append(list);
   }
@@ -448,11 +437,11 @@ export class DashboardMap {
     for (const side of ["hot", "cold"]) {
       for (const pattern of EMERGING_ORDER) {
         if (!counts.has(`${side}:${pattern}`)) continue;
-        items.push(el("li", {}, swatch((side === "cold" ? EMERGING_COLD : EMERGING_HOT)[pattern]),
+        items.push(h("li", {}, swatch((side === "cold" ? EMERGING_COLD : EMERGING_HOT)[pattern]),
           t(`dashboard.emerging.${side}`, { pattern: t(`dashboard.emerging.patterns.${pattern}`) })));
       }
     }
-    if (!items.length) items.push(el("li", { text: t("dashboard.emerging.nothing") }));
+    if (!items.length) items.push(h("li", { text: t("dashboard.emerging.nothing") }));
     return items;
   }
 
@@ -495,9 +484,9 @@ export class DashboardMap {
     const meta = data.urbansec || {};
     const top = typeof meta.top === "number" ? meta.top : 0.05;
     return [
-      el("li", { class: "legend-row" }, el("span", { text: t("dashboard.legend.low") }),
-         ...FORECAST.map((c) => swatch(c)), el("span", { text: t("dashboard.legend.high") })),
-      el("li", {}, swatch("transparent", { outline: true }),
+      h("li", { class: "legend-row" }, h("span", { text: t("dashboard.legend.low") }),
+         ...FORECAST.map((c) => swatch(c)), h("span", { text: t("dashboard.legend.high") })),
+      h("li", {}, swatch("transparent", { outline: true }),
          t("dashboard.forecast.topOutlined", { percent: formatNumber(top * 100) })),
     ];
   }
@@ -529,12 +518,12 @@ export class DashboardMap {
 
   reportPopup(feature) {
     const p = feature.properties || {};
-    return el("div", { class: "popup" },
-      el("strong", { text: p.category_name || p.category || "" }),
-      el("br"), t("dashboard.reports.status", {
+    return h("div", { class: "popup" },
+      h("strong", { text: p.category_name || p.category || "" }),
+      h("br"), t("dashboard.reports.status", {
         status: statusName("report_status", p.status) }),
-      el("br"), p.created_at ? formatDate(p.created_at, { time: true }) : "",
-      el("br"), el("span", { class: "muted", text: p.public_id || "" }));
+      h("br"), p.created_at ? formatDate(p.created_at, { time: true }) : "",
+      h("br"), h("span", { class: "muted", text: p.public_id || "" }));
   }
 
   risksLayer(data) {
@@ -545,10 +534,10 @@ export class DashboardMap {
       pointToLayer: (_feature, latlng) => L.circleMarker(latlng, { radius: 8 }),
       onEachFeature: (feature, layer) => layer.bindPopup(() => {
         const p = feature.properties || {};
-        return el("div", { class: "popup" }, el("strong", { text: p.title || "" }), el("br"),
+        return h("div", { class: "popup" }, h("strong", { text: p.title || "" }), h("br"),
           t("dashboard.risks.line", { level: t(`dashboard.riskLevels.${p.level}`),
                                       status: statusName("risk_status", p.status) }),
-          p.owner ? el("br") : null, p.owner ? String(p.owner) : null);
+          p.owner ? h("br") : null, p.owner ? String(p.owner) : null);
       }),
     });
   }
@@ -569,7 +558,7 @@ export class DashboardMap {
       const present = new Set(this.cells.map((f) => f.properties.class));
       for (const cls of GI_ORDER) {
         if (cls !== "ns" && !present.has(cls)) continue;
-        items.push(el("li", {}, swatch(GI_COLOURS[cls]), t(`dashboard.gi.${cls}`)));
+        items.push(h("li", {}, swatch(GI_COLOURS[cls]), t(`dashboard.gi.${cls}`)));
       }
     } else {
       // the suppressed class gets its own (translated) entry below
@@ -580,11 +569,11 @@ export class DashboardMap {
           ? (entry.min === entry.max ? cellValue(entry.min, digits)
             : `${cellValue(entry.min, digits)}–${cellValue(entry.max, digits)}`)
           : entry.label;
-        items.push(el("li", {}, swatch(SEQUENTIAL[entry.class] || SEQUENTIAL.q1), range));
+        items.push(h("li", {}, swatch(SEQUENTIAL[entry.class] || SEQUENTIAL.q1), range));
       }
     }
     if (this.cells.some((f) => f.properties.value === null) && layerKind !== "gi") {
-      items.push(el("li", {}, swatch(SUPPRESSED_COLOUR),
+      items.push(h("li", {}, swatch(SUPPRESSED_COLOUR),
                     t("dashboard.map.suppressed", { k: formatNumber(this.view.k ?? "") })));
     }
     return items;
@@ -597,18 +586,18 @@ export class DashboardMap {
     const hotspotTitle = t(`dashboard.legend.${layerKind}`,
                            { cell: formatNumber(this.view?.cells?.cell_m ?? "") });
     if (this.showHotspots) {
-      sections.push(el("section", {}, el("h3", { text: hotspotTitle }),
-                       el("ul", {}, ...this.hotspotLegend())));
+      sections.push(h("section", {}, h("h3", { text: hotspotTitle }),
+                       h("ul", {}, ...this.hotspotLegend())));
     }
     for (const overlay of this.overlays) {
       if (!overlay.on || overlay.id === "boundaries") continue;
-      const title = el("h3", { text: overlay.label });
+      const title = h("h3", { text: overlay.label });
       if (overlay.loading) {
-        sections.push(el("section", {}, title, el("p", { text: t("dashboard.loading") })));
+        sections.push(h("section", {}, title, h("p", { text: t("dashboard.loading") })));
       } else if (overlay.data) {
         const items = overlay.legend(overlay.data);
-        sections.push(el("section", {}, title,
-                         el("ul", {}, ...(Array.isArray(items) ? items : [items]))));
+        sections.push(h("section", {}, title,
+                         h("ul", {}, ...(Array.isArray(items) ? items : [items]))));
       }
     }
     root.replaceChildren(...sections);
@@ -620,13 +609,13 @@ export class DashboardMap {
     if (this.view && this.showHotspots) sections.push(this.describeHotspots());
     for (const overlay of this.overlays) {
       if (!overlay.on) continue;
-      const section = el("section", { class: "layer-summary", "data-layer": overlay.id },
-                         el("h3", { text: overlay.label }));
+      const section = h("section", { class: "layer-summary", "data-layer": overlay.id },
+                         h("h3", { text: overlay.label }));
       if (overlay.loading) {
         section.setAttribute("aria-busy", "true");
-        section.append(el("p", { text: t("dashboard.loading") }));
+        section.append(h("p", { text: t("dashboard.loading") }));
       } else if (overlay.error) {
-        section.append(el("p", { class: "inline-error", role: "status",
+        section.append(h("p", { class: "inline-error", role: "status",
                                  text: errorText(overlay.error) }));
       } else if (overlay.data) {
         section.append(...[].concat(overlay.describe(overlay.data)));
@@ -640,11 +629,11 @@ export class DashboardMap {
     const cells = this.view.cells || {};
     const layerKind = cells.layer || "count";
     const features = this.cells || [];
-    const section = el("section", { class: "layer-summary", "data-layer": "hotspots" },
-                       el("h3", { text: t("dashboard.layers.hotspots") }));
+    const section = h("section", { class: "layer-summary", "data-layer": "hotspots" },
+                       h("h3", { text: t("dashboard.layers.hotspots") }));
     const withValue = features.filter((f) => typeof f.properties?.value === "number");
     const nonZero = layerKind === "gi" ? withValue : withValue.filter((f) => f.properties.value);
-    section.append(el("p", { text: t(`dashboard.summary.${layerKind}`, {
+    section.append(h("p", { text: t(`dashboard.summary.${layerKind}`, {
       cells: formatNumber(nonZero.length), all: formatNumber(features.length),
       cell: formatNumber(cells.cell_m ?? "") }) }));
     if (layerKind === "gi") {
@@ -653,8 +642,8 @@ export class DashboardMap {
         const cls = f.properties?.class || "ns";
         counts.set(cls, (counts.get(cls) || 0) + 1);
       }
-      section.append(el("ul", {}, ...GI_ORDER.filter((c) => counts.has(c)).map(
-        (c) => el("li", { text: `${t(`dashboard.gi.${c}`)}: ${formatNumber(counts.get(c))}` }))));
+      section.append(h("ul", {}, ...GI_ORDER.filter((c) => counts.has(c)).map(
+        (c) => h("li", { text: `${t(`dashboard.gi.${c}`)}: ${formatNumber(counts.get(c))}` }))));
     }
     const top = [...nonZero].sort((a, b) => b.properties.value - a.properties.value)
       .slice(0, TOP_N);
@@ -666,42 +655,42 @@ export class DashboardMap {
   }
 
   topTable(features, caption, valueOf) {
-    const body = el("tbody");
+    const body = h("tbody");
     features.forEach((feature, i) => {
-      body.append(el("tr", {}, el("td", { text: formatNumber(i + 1) }),
-                     el("td", { text: this.locate(feature) }),
-                     el("td", { text: valueOf(feature) })));
+      body.append(h("tr", {}, h("td", { text: formatNumber(i + 1) }),
+                     h("td", { text: this.locate(feature) }),
+                     h("td", { text: valueOf(feature) })));
     });
-    return el("table", { class: "data-table compact" }, el("caption", { text: caption }),
-      el("thead", {}, el("tr", {},
-        el("th", { scope: "col", text: t("dashboard.summary.rank") }),
-        el("th", { scope: "col", text: t("dashboard.summary.where") }),
-        el("th", { scope: "col", text: t("dashboard.summary.value") }))),
+    return h("table", { class: "data-table compact" }, h("caption", { text: caption }),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col", text: t("dashboard.summary.rank") }),
+        h("th", { scope: "col", text: t("dashboard.summary.where") }),
+        h("th", { scope: "col", text: t("dashboard.summary.value") }))),
       body);
   }
 
   describeBoundaries(data, kind) {
     const names = (data.features || []).map((f) => areaLabel(f.properties))
       .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
-    return [el("p", { text: t("dashboard.summary.boundaries", {
+    return [h("p", { text: t("dashboard.summary.boundaries", {
       count: formatNumber(names.length), kind: kindName(kind) }) }),
-    names.length <= 40 ? el("p", { class: "muted", text: names.join(", ") }) : null]
+    names.length <= 40 ? h("p", { class: "muted", text: names.join(", ") }) : null]
       .filter(Boolean);
   }
 
   describeEmerging(data) {
     const counts = this.emergingCounts(data);
-    if (!counts.size) return el("p", { text: t("dashboard.emerging.nothing") });
+    if (!counts.size) return h("p", { text: t("dashboard.emerging.nothing") });
     const items = [];
     for (const side of ["hot", "cold"]) {
       for (const pattern of EMERGING_ORDER) {
         const n = counts.get(`${side}:${pattern}`);
         if (!n) continue;
-        items.push(el("li", { text: `${t(`dashboard.emerging.${side}`, {
+        items.push(h("li", { text: `${t(`dashboard.emerging.${side}`, {
           pattern: t(`dashboard.emerging.patterns.${pattern}`) })}: ${formatNumber(n)}` }));
       }
     }
-    return [el("p", { text: t("dashboard.emerging.summary") }), el("ul", {}, ...items)];
+    return [h("p", { text: t("dashboard.emerging.summary") }), h("ul", {}, ...items)];
   }
 
   describeForecast(data) {
@@ -709,7 +698,7 @@ export class DashboardMap {
     const meta = data.urbansec || {};
     const top = features.filter((f) => f.properties?.top)
       .sort((a, b) => (a.properties.rank ?? 0) - (b.properties.rank ?? 0));
-    const out = [el("p", { text: t("dashboard.forecast.summary", {
+    const out = [h("p", { text: t("dashboard.forecast.summary", {
       model: meta.model || "", horizon: meta.horizon || "",
       origin: meta.origin ? formatDate(meta.origin) : "",
       top: formatNumber(top.length), cells: formatNumber(features.length) }) })];
@@ -725,18 +714,18 @@ export class DashboardMap {
     if (data.aggregated) {
       const visible = features.map((f) => f.properties?.value).filter((v) => typeof v === "number");
       const total = visible.reduce((s, v) => s + v, 0);
-      return el("p", { text: t("dashboard.reports.summaryCells", {
+      return h("p", { text: t("dashboard.reports.summaryCells", {
         count: total, cells: features.length,
         hidden: features.length - visible.length, k: this.config.k_anonymity }) });
     }
-    return el("p", { text: t("dashboard.reports.summaryPoints",
+    return h("p", { text: t("dashboard.reports.summaryPoints",
                               { count: features.length }) });
   }
 
   describeRisks(data) {
     const features = data.features || [];
-    if (!features.length) return el("p", { text: t("dashboard.risks.none") });
-    return el("ul", {}, ...features.map((f) => el("li", { text: `${f.properties?.title || ""} — ${
+    if (!features.length) return h("p", { text: t("dashboard.risks.none") });
+    return h("ul", {}, ...features.map((f) => h("li", { text: `${f.properties?.title || ""} — ${
       t("dashboard.risks.line", { level: t(`dashboard.riskLevels.${f.properties?.level}`),
                                   status: statusName("risk_status", f.properties?.status) })}`,
     })));
