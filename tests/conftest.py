@@ -68,10 +68,12 @@ def _cube_files_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database of each kind (not migrated)."""
-    yield from _database_url(request.param, tmp_path)
+    yield from empty_database_url(request.param, tmp_path)
 
 
-def _database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+def empty_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """Yields the URL of an empty database: a SQLite file in ``tmp_path``, or a schema of its
+    own on the PostgreSQL test server (skipped without one unless required), dropped after."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'urbansec.db'}"
         return
@@ -83,11 +85,13 @@ def _database_url(kind: str, tmp_path: Path) -> Iterator[str]:
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     separator = "&" if "?" in base else "?"
-    # public stays on the path for the PostGIS types and functions
-    yield f"{base}{separator}options=-csearch_path%3D{schema},public"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        # public stays on the path for the PostGIS types and functions
+        yield f"{base}{separator}options=-csearch_path%3D{schema},public"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -97,7 +101,7 @@ def sample_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     boundaries, imported once per database kind. Read-only: tests must not change it."""
     from urbansec.services.imports import import_areas, import_incidents
 
-    for url in _database_url(request.param, tmp_path_factory.mktemp("sample")):
+    for url in empty_database_url(request.param, tmp_path_factory.mktemp("sample")):
         engine = make_engine(url)
         upgrade(engine)
         import_incidents(engine, [SAMPLE_INCIDENTS], "chicago")

@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.conftest import empty_database_url
 from tests.sensors.support import make_thing
 
 from .support import (
@@ -69,37 +69,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    """The URL of an empty database: a SQLite file, or a schema of its own on the PostgreSQL
-    test server of ``make test`` (skipped without ``URBANSEC_TEST_POSTGRES_URL`` unless
-    ``URBANSEC_REQUIRE_POSTGRES`` is set), dropped afterwards; as ``postgres_server`` in
-    conftest.py."""
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'urbansec.db'}"
-        return
-    base = os.environ.get("URBANSEC_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("URBANSEC_REQUIRE_POSTGRES"):
-            raise RuntimeError("URBANSEC_REQUIRE_POSTGRES is set but URBANSEC_TEST_POSTGRES_URL "
-                               "is not: start the server with scripts/test-services.sh")
-        pytest.skip("no PostgreSQL server (set URBANSEC_TEST_POSTGRES_URL; make test does)")
-    from sqlalchemy import create_engine, text
-
-    from urbansec.store.engine import normalise_url
-
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    try:
-        # public stays on the path for the PostGIS types and functions
-        yield f"{base}{separator}options=-csearch_path%3D{schema},public"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+#: an empty database per kind, dropped afterwards (as every database test gets one)
+database = contextmanager(empty_database_url)
 
 
 @dataclass
