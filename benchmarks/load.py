@@ -59,6 +59,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -311,8 +312,12 @@ async def _load(host: str, port: int, api_key: str, reports: int, reporters: int
         rng = np.random.default_rng([seed, worker])
         connection = Connection(host, port)
         if think:
-            # people do not all press "send" in the same millisecond
-            await asyncio.sleep(float(rng.uniform(0, think)))
+            # the first report comes after the same exponential pause as every other, so the
+            # load is stationary from the start (memoryless: at any instant a reporter's
+            # remaining pause is exponential too); a uniform first pause would send the first
+            # reports of all 200 on top of the second reports of the early ones: a burst at
+            # 1.5-2x the steady rate that no real crowd of reporters makes
+            await asyncio.sleep(float(rng.exponential(think)))
         first = True
         for i in next_index:  # a shared iterator: the reporters split the work
             if think and not first:
@@ -385,11 +390,14 @@ def run_one(kind: str, postgres: str | None, *, reports: int, reporters: int, an
             _database(kind, postgres, Path(tmp)) as url:
         api_key = _api_key(url)
         with _server(url, workers, Path(tmp) / "server.log") as (host, port):
-            # warm-up, not measured: imports, first connections, the analysis processes
-            with httpx.Client(base_url=f"http://{host}:{port}", timeout=120) as warm:
-                for _ in range(2 * workers):
-                    warm.get("/api/v1/hotspots", params=HOTSPOT_QUERY,
-                             headers={"X-API-Key": api_key})
+            # warm-up, not measured: imports, first connections, the analysis processes (at
+            # once, each on its own connection, so that every worker process gets some)
+            def warm(_: int) -> None:
+                httpx.get(f"http://{host}:{port}/api/v1/hotspots", params=HOTSPOT_QUERY,
+                          headers={"X-API-Key": api_key}, timeout=120)
+
+            with ThreadPoolExecutor(4 * workers) as pool:
+                list(pool.map(warm, range(4 * workers)))
             load_before = os.getloadavg()
             result = asyncio.run(_load(host, port, api_key, reports, reporters, analysts, seed,
                                        rate, think))

@@ -36,7 +36,7 @@ DISTRICTS_KMZ = SAMPLES / "police-districts.kmz"
 BERLIN_ATLAS = ROOT.parent / "shared" / "data" / "berlin-crime-atlas" / (
     "berlin_crimes_by_district.csv")
 CHICAGO = ZoneInfo("America/Chicago")
-HEAD_REVISION = "0005"  # src/urbansec/store/migrations/versions/0005_alerts.py
+HEAD_REVISION = "0006"  # src/urbansec/store/migrations/versions/0006_audit_pending.py
 # the Chicago preset's plausibility box: points outside are failed geocodes
 COVERAGE = (-88.1, 41.5, -87.4, 42.1)
 # a box around the Loop; lon/lat bounds inclusive

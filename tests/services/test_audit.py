@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from typer.testing import CliRunner, Result
 
 import urbansec.cli.admin  # noqa: F401  (registers the orgs/users/apikeys/audit commands)
 from urbansec.cli import app
 from urbansec.services import audit
 from urbansec.services.access import SYSTEM, Principal
-from urbansec.store.collaboration import AuditEntry
+from urbansec.store.collaboration import AuditEntry, PendingAuditEntry
 from urbansec.store.engine import engine_for, write_transaction
 
 runner = CliRunner()
@@ -182,20 +182,40 @@ def test_cli_bootstrap_commands_are_audited(db: Engine, monkeypatch: pytest.Monk
 
 
 def test_concurrent_appends_keep_one_chain(db: Engine) -> None:
-    """Writers racing on the chain head never fork it (PostgreSQL appends in one statement
-    under the chain lock; SQLite serialises writers)."""
+    """Writers racing on the chain head never fork it (PostgreSQL chains at commit under the
+    chain lock; SQLite serialises writers)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def append(i: int) -> str:
+    def append(i: int) -> None:
         with write_transaction(db) as connection:
-            return audit.record(connection, ALICE, "test.race", target_id=i,
-                                details={"i": i, "text": "Ελλάδα"})
+            audit.record(connection, ALICE, "test.race", target_id=i,
+                         details={"i": i, "text": "Ελλάδα"})
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        hashes = list(pool.map(append, range(200)))
+        list(pool.map(append, range(200)))
     result = audit.verify(db)
     assert result["ok"], result["problems"]
-    assert result["entries"] == 200 and len(set(hashes)) == 200
+    assert result["entries"] == 200
     with db.connect() as connection:
-        stored = set(connection.execute(select(AuditEntry.hash)).scalars())
-    assert stored == set(hashes)  # what record() returned is what was stored
+        targets = connection.execute(select(AuditEntry.target_id)).scalars().all()
+        pending = connection.execute(select(func.count()).select_from(PendingAuditEntry))
+        assert pending.scalar_one() == 0  # every staged entry was chained and removed
+    assert sorted(targets, key=int) == [str(i) for i in range(200)]
+
+
+def test_entry_is_chained_only_when_its_transaction_commits(db: Engine) -> None:
+    class Refused(Exception):
+        pass
+
+    with pytest.raises(Refused), write_transaction(db) as connection:
+        audit.record(connection, ALICE, "test.rolled_back")
+        raise Refused
+    with write_transaction(db) as connection:
+        for i in range(3):  # several entries of one transaction keep their order
+            audit.record(connection, ALICE, f"test.step{i}")
+    assert [e["action"] for e in reversed(audit.entries(db))] == [
+        "test.step0", "test.step1", "test.step2"]
+    assert audit.verify(db)["ok"]
+    with db.connect() as connection:
+        assert connection.execute(
+            select(func.count()).select_from(PendingAuditEntry)).scalar_one() == 0

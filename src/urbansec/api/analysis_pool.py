@@ -2,16 +2,15 @@
 
 Why not in the API process's thread pool: a Gi* with permutations is a second or more of CPU,
 most of it holding the GIL. A few of them in a serving process starve every other request of
-that process, and the cheap writes suffer most: a report submission holds the audit chain's
-lock (one writer at a time, across processes) while it waits for the GIL at each database
-round trip, so the lock is held 30x longer and every write in every process queues behind it
-(measured with ``benchmarks/load.py``: 27 connections waiting on the audit lock while its
-holder sat "idle in transaction"). In worker processes the analyses share the CPUs with the
-requests but not their interpreter, at a lower CPU priority (``nice``), so that a submission
-is scheduled as soon as its database answers. Their number is bounded: one analysis process
-per API process by default, so ``urbansec serve --workers N`` scales both together and the
-memory stays bounded; more analyses wait in the pool's queue, holding no thread and no
-connection.
+that process, and the cheap writes suffer most: a report submission waits for the GIL at each
+of its database round trips, holding its connection (and, before the audit chain was appended
+at commit, the chain's lock: measured with ``benchmarks/load.py``, 27 connections waiting on
+it while its holder sat "idle in transaction"). In worker processes the analyses share the
+CPUs with the requests but not their interpreter, at a lower CPU priority (``nice``), so that
+a submission is scheduled as soon as its database answers. Their number is bounded: one
+analysis process per API process by default, so ``urbansec serve --workers N`` scales both
+together and the memory stays bounded; more analyses wait in the pool's queue, holding no
+thread and no connection.
 
 The function run must be importable by name (a module-level function) and takes the database
 as its first argument: the engine's URL in a worker process (each worker keeps one engine per

@@ -4,7 +4,8 @@ Each entry's ``hash`` is SHA-256 over the previous entry's hash and the entry's 
 JSON (time, actor, organisation, action, target, details). ``verify`` recomputes the chain:
 an edited entry no longer matches its hash, a deleted one breaks the link of the next, and a
 truncated tail is caught against the count and last hash the caller may keep elsewhere.
-Appends are serialised (one writer extends the chain at a time) so the chain never forks.
+Appends are serialised (one writer extends the chain at a time, at its commit) so the chain
+never forks.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, func, literal, select, text
+from sqlalchemy import Connection, Engine, select
 
 from urbansec.services.access import Principal
-from urbansec.store.collaboration import AuditEntry
+from urbansec.store.collaboration import AuditEntry, PendingAuditEntry
 
 AUDIT = AuditEntry.__table__
+PENDING = PendingAuditEntry.__table__
 GENESIS = "0" * 64
 
 
@@ -36,18 +38,17 @@ def entry_hash(prev_hash: str, canonical: str) -> str:
     return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
-def _lock(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        # one chain writer at a time; released at commit
-        connection.execute(text("SELECT pg_advisory_xact_lock(7715001)"))
-
-
 def record(connection: Connection, principal: Principal | str, action: str, *,
            target_type: str | None = None, target_id: Any = None,
-           details: dict[str, Any] | None = None) -> str:
-    """Append one entry inside the caller's transaction (so it commits with the change it
-    records, or not at all); returns its hash."""
-    _lock(connection)
+           details: dict[str, Any] | None = None) -> None:
+    """Append one entry inside the caller's transaction: it is chained when, and only if,
+    that transaction commits.
+
+    On PostgreSQL the entry is staged in ``audit_pending`` and a trigger deferred to the
+    commit chains it (migration 0006): the chain lock is then held only while the database
+    commits, never across a round trip to this process, which is what bounded how many
+    audited writes per second the whole deployment could make. SQLite already serialises
+    writers (``BEGIN IMMEDIATE``), so the entry is chained here."""
     actor = principal if isinstance(principal, str) else principal.actor
     organisation_id = None if isinstance(principal, str) else principal.organisation_id
     at = datetime.now(UTC)
@@ -57,20 +58,12 @@ def record(connection: Connection, principal: Principal | str, action: str, *,
     values = {"at": at, "actor": actor, "organisation_id": organisation_id, "action": action,
               "target_type": target_type, "target_id": target, "details": details}
     if connection.dialect.name == "postgresql":
-        # read the head and append in one statement: the chain lock is then held for two
-        # round trips (this and the commit) instead of three, which is what bounds how many
-        # audited writes per second the whole deployment can make
-        head = func.coalesce(select(AUDIT.c.hash).order_by(AUDIT.c.id.desc()).limit(1)
-                             .scalar_subquery(), GENESIS)
-        digest_sql = func.encode(func.sha256(func.convert_to(
-            head.concat(literal(canonical, Text())), "UTF8")), "hex")
-        return str(connection.execute(AUDIT.insert().values(
-            **values, prev_hash=head, hash=digest_sql).returning(AUDIT.c.hash)).scalar_one())
+        connection.execute(PENDING.insert().values(**values, canonical=canonical))
+        return
     prev = connection.execute(
         select(AUDIT.c.hash).order_by(AUDIT.c.id.desc()).limit(1)).scalar() or GENESIS
-    digest = entry_hash(prev, canonical)
-    connection.execute(AUDIT.insert().values(**values, prev_hash=prev, hash=digest))
-    return digest
+    connection.execute(AUDIT.insert().values(**values, prev_hash=prev,
+                                             hash=entry_hash(prev, canonical)))
 
 
 def verify(engine: Engine) -> dict[str, Any]:

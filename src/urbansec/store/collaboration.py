@@ -216,3 +216,25 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PendingAuditEntry(Base):
+    """An entry waiting for its transaction's commit to be chained (PostgreSQL only).
+
+    A deferred trigger (migration 0006) moves each row into ``audit_log`` at commit, under the
+    chain lock, and deletes it: the lock is then held only while the database itself commits,
+    never across a round trip to the application. The table is empty outside transactions;
+    on SQLite, where writers are serialised anyway, it stays unused."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    organisation_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str | None] = mapped_column(String(50))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    #: the entry's canonical JSON, which the chained hash covers
+    canonical: Mapped[str] = mapped_column(Text)
