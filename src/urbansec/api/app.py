@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from urbansec import __version__
+from urbansec.api.log_redaction import redact_access_log
 from urbansec.config import Settings, get_settings
 from urbansec.errors import UrbansecError
 
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    redact_access_log()
 
     @app.exception_handler(UrbansecError)
     async def _domain_error(_request: Request, exc: UrbansecError) -> JSONResponse:
