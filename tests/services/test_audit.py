@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
@@ -219,3 +220,32 @@ def test_entry_is_chained_only_when_its_transaction_commits(db: Engine) -> None:
     with db.connect() as connection:
         assert connection.execute(
             select(func.count()).select_from(PendingAuditEntry)).scalar_one() == 0
+
+
+def test_entries_left_unchained_are_reported(db: Engine, trail: list[int]) -> None:
+    """Someone with database access could stop the trail recording (drop or disable the
+    trigger that chains staged entries, or insert staged rows that never get chained)."""
+    row = {"at": datetime(2026, 1, 1, tzinfo=UTC), "actor": "user:7", "organisation_id": 1,
+           "action": "test.hidden", "target_type": None, "target_id": None, "details": {},
+           "canonical": "{}"}
+    with db.begin() as connection:
+        if db.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE audit_pending DISABLE TRIGGER "
+                                    "audit_pending_chain"))
+        connection.execute(PendingAuditEntry.__table__.insert().values(**row))
+    result = audit.verify(db)
+    assert result["ok"] is False and result["entries"] == 5
+    problems = [p["problem"] for p in result["problems"]]
+    assert all(p["id"] is None for p in result["problems"])
+    assert "1 committed entries were never chained" in problems[0]
+    if db.dialect.name == "postgresql":
+        assert problems[1] == ("the trigger audit_pending_chain that chains entries at commit "
+                               "is disabled")
+        with db.begin() as connection:
+            connection.execute(text("DELETE FROM audit_pending"))
+            connection.execute(text("DROP TRIGGER audit_pending_chain ON audit_pending"))
+        assert [p["problem"] for p in audit.verify(db)["problems"]] == [
+            "the trigger audit_pending_chain that chains entries at commit is missing"]
+    verdict = invoke(db, "audit", "verify")
+    assert verdict.exit_code == 1
+    assert "entry None" not in verdict.output

@@ -244,7 +244,8 @@ def audit_verify(as_json: JsonFlag = False) -> None:
             err.print(f"[bold red]audit trail broken:[/] {len(result['problems'])} "
                       f"problem(s) in {result['entries']:,} entries", highlight=False)
             for problem in result["problems"]:
-                err.print(f"  entry {problem['id']}: {problem['problem']}", highlight=False)
+                where = "" if problem["id"] is None else f"entry {problem['id']}: "
+                err.print(f"  {where}{problem['problem']}", highlight=False)
 
     _run(action, as_json)
     if broken:

@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from urbansec.services.access import Principal
 from urbansec.store.collaboration import AuditEntry, PendingAuditEntry
@@ -23,6 +23,8 @@ from urbansec.store.collaboration import AuditEntry, PendingAuditEntry
 AUDIT = AuditEntry.__table__
 PENDING = PendingAuditEntry.__table__
 GENESIS = "0" * 64
+#: migration 0006's deferred trigger that moves staged entries into the chain (PostgreSQL)
+CHAIN_TRIGGER = "audit_pending_chain"
 
 
 def _canonical(at: datetime, actor: str, organisation_id: int | None, action: str,
@@ -91,8 +93,29 @@ def verify(engine: Engine) -> dict[str, Any]:
                 problems.append({"id": row.id, "problem": "entry altered (hash mismatch)"})
             prev = row.hash
             last_id = row.id
+        problems.extend(_unchained(connection))
     return {"entries": count, "last_id": last_id, "last_hash": prev if count else None,
             "ok": not problems, "problems": problems[:100]}
+
+
+def _unchained(connection: Connection) -> list[dict[str, Any]]:
+    """Entries that bypass the chain: staged rows left after their commit, or (PostgreSQL)
+    the trigger that chains them dropped or disabled. Either way writes would go on while
+    the trail silently stopped recording them."""
+    problems: list[dict[str, Any]] = []
+    staged = connection.execute(select(func.count()).select_from(PENDING)).scalar_one()
+    if staged:
+        problems.append({"id": None, "problem": f"{staged} committed entries were never "
+                         "chained (audit_pending should be empty outside transactions)"})
+    if connection.dialect.name == "postgresql":
+        enabled = connection.execute(text(
+            "SELECT t.tgenabled <> 'D' FROM pg_trigger t WHERE t.tgname = :name "
+            "AND t.tgrelid = to_regclass('audit_pending')"), {"name": CHAIN_TRIGGER}).scalar()
+        if not enabled:
+            problems.append({"id": None, "problem": f"the trigger {CHAIN_TRIGGER} that chains "
+                             "entries at commit is " + ("disabled" if enabled is False
+                                                        else "missing")})
+    return problems
 
 
 def entries(engine: Engine, *, limit: int = 100, offset: int = 0,

@@ -41,7 +41,8 @@ class AuditPage(BaseModel):
 
 
 class Problem(BaseModel):
-    id: int
+    id: int | None = Field(description="the entry concerned; null for a problem of the "
+                                        "trail as a whole (entries left unchained)")
     problem: str
 
 
