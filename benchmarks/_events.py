@@ -1,4 +1,5 @@
-"""Shared loader for the analysis benchmarks: Chicago crimes as projected event arrays.
+"""Shared by the benchmarks: Chicago crimes as projected event arrays, a throw-away PostgreSQL
+schema, timing and the results file.
 
 Reads ``../shared/data/chicago/crimes_<year>.csv.gz`` with pandas (only the columns the
 benchmarks need) and projects the located rows to UTM 16N (EPSG:32616) metres. ``t`` is the
@@ -12,7 +13,8 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,12 @@ def write_results(path: Path, benchmark: str, started: float, rows: list[dict[st
                     "python": platform.python_version()},
         "rows": rows}, indent=2, default=str) + "\n")
     print(f"\nwritten: {path}")
+
+
+@contextmanager
+def postgres_schema(base: str, prefix: str = "bench") -> Iterator[str]:
+    """A fresh schema of the PostgreSQL database at ``base``, dropped afterwards."""
+    from urbansec.store.engine import scratch_schema
+
+    with scratch_schema(base, prefix) as url:
+        yield url

@@ -56,7 +56,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _events import write_results  # noqa: E402
+from _events import postgres_schema, write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "alerts.json"
 MOSQUITTO = ROOT / "scripts" / "mosquitto.sh"
@@ -118,22 +118,9 @@ def database(kind: str, postgres: str | None, tmp: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'alerts-bench.db'}"
         return
-    from sqlalchemy import create_engine, text
-
-    from urbansec.store.engine import normalise_url
-
     assert postgres, "no PostgreSQL URL"
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_url(postgres))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in postgres else "?"
-    try:
-        yield f"{postgres}{separator}options=-csearch_path%3D{schema},public"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema(postgres) as url:
+        yield url
 
 
 def make_site(url: str, zones: int) -> tuple[dict[str, int], str]:

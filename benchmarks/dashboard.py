@@ -56,14 +56,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _events import CHICAGO, chicago_path, write_results
+from _events import CHICAGO, chicago_path, postgres_schema, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dashboard.json"
@@ -187,23 +186,9 @@ def running_server(url: str, workdir: Path, cube_dir: Path) -> Iterator[str]:
 
 @contextmanager
 def postgres_database(base: str) -> Iterator[str]:
-    """A fresh schema, first on the search path (public stays there for PostGIS), as in
-    tests/conftest.py and benchmarks/ingest.py; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    from urbansec.store.engine import normalise_url
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema},public"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    """A fresh schema, dropped afterwards (``_events.postgres_schema``)."""
+    with postgres_schema(base) as url:
+        yield url
 
 
 # --------------------------------------------------------------------------------------------

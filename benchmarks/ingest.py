@@ -53,12 +53,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _events import postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CHICAGO = ROOT.parent / "shared" / "data" / "chicago"
@@ -279,23 +280,9 @@ def sqlite_database(tmp: Path, name: str) -> Iterator[str]:
 
 @contextmanager
 def postgres_database(base: str) -> Iterator[str]:
-    """A fresh schema, first on the search path (public stays there for PostGIS), as in
-    tests/conftest.py; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    from urbansec.store.engine import normalise_url
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema},public"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    """A fresh schema, dropped afterwards (``_events.postgres_schema``)."""
+    with postgres_schema(base) as url:
+        yield url
 
 
 def machine_info(postgres: str | None) -> dict[str, Any]:

@@ -60,7 +60,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -68,7 +68,7 @@ from urllib.parse import urlencode
 import httpx
 import numpy as np
 
-from _events import write_results
+from _events import postgres_schema, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "urbansec" / "samples" / "chicago" / "crimes_2017_districts_01_18.csv.gz"
@@ -93,35 +93,23 @@ def _free_port() -> int:
 def _database(kind: str, postgres: str | None, workdir: Path) -> Iterator[str]:
     """A migrated database URL with the sample imported: a new SQLite file, or a new schema
     in the PostgreSQL database (dropped afterwards)."""
-    from sqlalchemy import create_engine, text
-
     from urbansec.services.imports import import_incidents
-    from urbansec.store.engine import make_engine, normalise_url
+    from urbansec.store.engine import make_engine
     from urbansec.store.migrate import upgrade
 
-    schema = None
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'load.db'}"
-    else:
-        assert postgres
-        schema = f"load_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(normalise_url(postgres))
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-        separator = "&" if "?" in postgres else "?"
-        url = f"{postgres}{separator}options=-csearch_path%3D{schema},public"
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        import_incidents(engine, [SAMPLE], "chicago")
-        engine.dispose()
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite:///{workdir / 'load.db'}"
+        else:
+            assert postgres
+            url = stack.enter_context(postgres_schema(postgres, "load"))
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            import_incidents(engine, [SAMPLE], "chicago")
+        finally:
+            engine.dispose()
         yield url
-    finally:
-        engine.dispose()
-        if schema is not None:
-            with admin.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
 
 
 def _api_key(url: str) -> str:

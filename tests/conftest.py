@@ -9,15 +9,14 @@ is set (as ``make test`` does), in which case a missing server is an error, not 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from urbansec.privacy.ratelimit import reset_all
-from urbansec.store.engine import make_engine, normalise_url
+from urbansec.store.engine import make_engine, scratch_schema
 from urbansec.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,18 +79,8 @@ def empty_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
     base = postgres_url()
     if not base:
         pytest.skip("no PostgreSQL server (set URBANSEC_TEST_POSTGRES_URL; make test does)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    try:
-        # public stays on the path for the PostGIS types and functions
-        yield f"{base}{separator}options=-csearch_path%3D{schema},public"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema(base, "t") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

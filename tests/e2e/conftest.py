@@ -18,7 +18,6 @@ is set (CI sets it), in which case a missing browser is an error.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,29 +79,19 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSe
             raise RuntimeError("URBANSEC_REQUIRE_POSTGRES is set but URBANSEC_TEST_POSTGRES_URL "
                                "is not: start the server with scripts/test-services.sh")
         pytest.skip("no PostgreSQL server (set URBANSEC_TEST_POSTGRES_URL; make test does)")
-    from sqlalchemy import create_engine, text
+    from urbansec.store.engine import scratch_schema
 
-    from urbansec.store.engine import normalise_url
-
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    # public stays on the path for the PostGIS types and functions (as tests/conftest.py)
-    database_url = f"{base}{separator}options=-csearch_path%3D{schema},public"
-    process = None
-    try:
-        load_demo_database(database_url)
-        process, server = start_server(database_url, tmp_path_factory.mktemp("e2e-postgres"),
-                                       report_rate_limit="1000")
-        yield server
-    finally:
-        if process is not None:
-            stop_server(process)
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema(base, "e2e") as database_url:
+        process = None
+        try:
+            load_demo_database(database_url)
+            process, server = start_server(database_url,
+                                           tmp_path_factory.mktemp("e2e-postgres"),
+                                           report_rate_limit="1000")
+            yield server
+        finally:
+            if process is not None:
+                stop_server(process)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
