@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from tests.sensors.conftest import broker_url  # noqa: F401 - the sensor tests' broker
 
 from .support import (
     CHROMIUM,
@@ -124,17 +126,18 @@ def browser() -> Iterator[Any]:
 SETTLE_MS = 3_000
 
 
-@pytest.fixture
-def open_page(browser: Any, live_server: LiveServer) -> Iterator[OpenPage]:
-    """``open_page(path=None, **context_options)``: a new guarded context and page (desktop
-    1280x800 unless ``viewport`` is given), navigated to ``path`` when given."""
+@contextmanager
+def guarded_pages(browser: Any, server: LiveServer, *, settle_ms: int = SETTLE_MS,
+                  **defaults: Any) -> Iterator[OpenPage]:
+    """``open_(path=None, **context_options)``: a new guarded context and page on ``server``
+    (desktop 1280x800, en-US, Chicago time unless ``defaults`` or the options say otherwise),
+    navigated to ``path`` when given. On leaving, every page is given ``settle_ms`` to show
+    a late problem, and any problem of any page fails the test, with the server's log."""
     opened: list[tuple[Any, PageProblems]] = []
 
     def open_(path: str | None = None, **options: Any) -> Any:
-        options.setdefault("viewport", DESKTOP)
-        options.setdefault("base_url", live_server.base_url)
-        options.setdefault("locale", "en-US")
-        options.setdefault("timezone_id", "America/Chicago")
+        options = {"viewport": DESKTOP, "base_url": server.base_url, "locale": "en-US",
+                   "timezone_id": "America/Chicago", **defaults, **options}
         context = browser.new_context(**options)
         context.set_default_timeout(READY_TIMEOUT_MS)
         problems = PageProblems()
@@ -151,8 +154,15 @@ def open_page(browser: Any, live_server: LiveServer) -> Iterator[OpenPage]:
         # what a page still loads after the test's last step (slower panels, layers) can
         # fail too: give it a moment, without waiting for long analyses to finish
         if context.pages:
-            settle(context.pages[0], problems, SETTLE_MS)
+            settle(context.pages[0], problems, settle_ms)
         context.close()
         if problems.describe():
             found.append(problems.describe())
-    assert not found, "page problems:\n" + "\n".join(found)
+    assert not found, "page problems:\n" + "\n".join(found) + "\n" + server.log_tail()
+
+
+@pytest.fixture
+def open_page(browser: Any, live_server: LiveServer) -> Iterator[OpenPage]:
+    """``open_page(path=None, **context_options)``: see ``guarded_pages``."""
+    with guarded_pages(browser, live_server) as open_:
+        yield open_

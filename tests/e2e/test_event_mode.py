@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 import uuid
@@ -34,6 +33,7 @@ import pytest
 from tests.conftest import empty_database_url
 from tests.sensors.support import make_thing
 
+from .conftest import guarded_pages
 from .support import (
     DESKTOP,
     READY_TIMEOUT_MS,
@@ -84,16 +84,6 @@ class EventSite:
     problems: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def broker_url() -> Iterator[str]:
-    if os.environ.get("URBANSEC_TEST_MQTT_URL"):
-        yield os.environ["URBANSEC_TEST_MQTT_URL"]
-        return
-    from tests.sensors.conftest import start_mosquitto
-
-    broker = start_mosquitto()
-    yield broker.url
-    broker.stop()
 
 
 def _seed(database_url: str) -> dict[str, int]:
@@ -219,29 +209,9 @@ def _event_site(database_url: str, tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def event_page(browser: Any, event_site: EventSite) -> Iterator[Callable[..., Any]]:
-    """Like ``open_page`` of conftest.py, on this module's server: a guarded context (no
-    request may leave 127.0.0.1, no console error, no uncaught page error)."""
-    opened: list[tuple[Any, PageProblems]] = []
-
-    def open_() -> Any:
-        context = browser.new_context(viewport=DESKTOP, base_url=event_site.server.base_url,
-                                      locale="en-US", timezone_id="America/Chicago")
-        context.set_default_timeout(READY_TIMEOUT_MS)
-        problems = PageProblems()
-        guard_context(context, problems)
-        opened.append((context, problems))
-        return context.new_page()
-
-    yield open_
-    found = []
-    for context, problems in opened:
-        if context.pages:
-            settle(context.pages[0], problems, 1_000)
-        context.close()
-        if problems.describe():
-            found.append(problems.describe())
-    assert not found, "page problems:\n" + "\n".join(found) + "\n" + \
-        event_site.server.log_tail()
+    """``open_page`` of conftest.py, on this module's server."""
+    with guarded_pages(browser, event_site.server, settle_ms=1_000) as open_:
+        yield open_
 
 
 def sign_in(page: Any, role: str, next_path: str) -> None:

@@ -20,15 +20,11 @@ from typing import Any
 import pytest
 from tests.conftest import needs_shared_data
 
+from .conftest import guarded_pages
 from .support import (
-    DESKTOP,
-    READY_TIMEOUT_MS,
     LiveServer,
-    PageProblems,
     check_axe,
-    guard_context,
     screenshot,
-    settle,
     start_server,
     stop_server,
 )
@@ -105,27 +101,10 @@ def night_server(request: pytest.FixtureRequest,
 
 @pytest.fixture
 def night_page(browser: Any, night_server: LiveServer) -> Iterator[Callable[[], Any]]:
-    """A guarded page on this module's server (see ``open_page`` in conftest.py)."""
-    opened: list[tuple[Any, PageProblems]] = []
-
-    def open_() -> Any:
-        context = browser.new_context(viewport=DESKTOP, base_url=night_server.base_url,
-                                      locale="en-US", timezone_id="Pacific/Auckland")
-        context.set_default_timeout(READY_TIMEOUT_MS)
-        problems = PageProblems()
-        guard_context(context, problems)
-        opened.append((context, problems))
-        return context.new_page()
-
-    yield open_
-    found = []
-    for context, problems in opened:
-        if context.pages:
-            settle(context.pages[0], problems, 1_000)
-        context.close()
-        if problems.describe():
-            found.append(problems.describe())
-    assert not found, "page problems:\n" + "\n".join(found) + "\n" + night_server.log_tail()
+    """``open_page`` of conftest.py on this module's server, in Auckland time."""
+    with guarded_pages(browser, night_server, settle_ms=1_000,
+                       timezone_id="Pacific/Auckland") as open_:
+        yield open_
 
 
 def cell(page: Any, hour: int, column: int) -> str:
