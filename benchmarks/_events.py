@@ -1,5 +1,5 @@
-"""Shared by the benchmarks: Chicago crimes as projected event arrays, a throw-away PostgreSQL
-schema, timing and the results file.
+"""Shared by the benchmarks: Chicago crimes as projected event arrays, timing and the results
+file. (A throw-away PostgreSQL schema comes from ``urbansec.store.engine.scratch_schema``.)
 
 Reads ``../shared/data/chicago/crimes_<year>.csv.gz`` with pandas (only the columns the
 benchmarks need) and projects the located rows to UTM 16N (EPSG:32616) metres. ``t`` is the
@@ -13,8 +13,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,11 +70,3 @@ def write_results(path: Path, benchmark: str, started: float, rows: list[dict[st
         "rows": rows}, indent=2, default=str) + "\n")
     print(f"\nwritten: {path}")
 
-
-@contextmanager
-def postgres_schema(base: str, prefix: str = "bench") -> Iterator[str]:
-    """A fresh schema of the PostgreSQL database at ``base``, dropped afterwards."""
-    from urbansec.store.engine import scratch_schema
-
-    with scratch_schema(base, prefix) as url:
-        yield url

@@ -56,7 +56,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _events import postgres_schema, write_results  # noqa: E402
+from _events import write_results  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "alerts.json"
 MOSQUITTO = ROOT / "scripts" / "mosquitto.sh"
@@ -119,7 +119,9 @@ def database(kind: str, postgres: str | None, tmp: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp / 'alerts-bench.db'}"
         return
     assert postgres, "no PostgreSQL URL"
-    with postgres_schema(postgres) as url:
+    from urbansec.store.engine import scratch_schema
+
+    with scratch_schema(postgres, "bench") as url:
         yield url
 
 

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from _events import CHICAGO, chicago_path, postgres_schema, write_results
+from _events import CHICAGO, chicago_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dashboard.json"
@@ -182,13 +182,6 @@ def running_server(url: str, workdir: Path, cube_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-@contextmanager
-def postgres_database(base: str) -> Iterator[str]:
-    """A fresh schema, dropped afterwards (``_events.postgres_schema``)."""
-    with postgres_schema(base) as url:
-        yield url
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
             results["sqlite"] = {"error": repr(exc)[:300]}
         if args.postgres:
             try:
-                with postgres_database(args.postgres) as url:
+                from urbansec.store.engine import scratch_schema
+
+                with scratch_schema(args.postgres, "bench") as url:
                     results["postgres"] = run_database("postgres", url, years, workdir)
             except Exception as exc:
                 log(f"postgres failed: {exc!r}")

@@ -54,12 +54,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from _events import postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CHICAGO = ROOT.parent / "shared" / "data" / "chicago"
@@ -278,11 +276,11 @@ def sqlite_database(tmp: Path, name: str) -> Iterator[str]:
             leftover.unlink()
 
 
-@contextmanager
-def postgres_database(base: str) -> Iterator[str]:
-    """A fresh schema, dropped afterwards (``_events.postgres_schema``)."""
-    with postgres_schema(base) as url:
-        yield url
+def postgres_database(base: str) -> AbstractContextManager[str]:
+    """A fresh schema, dropped afterwards."""
+    from urbansec.store.engine import scratch_schema
+
+    return scratch_schema(base, "bench")
 
 
 def machine_info(postgres: str | None) -> dict[str, Any]:

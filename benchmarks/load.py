@@ -68,7 +68,7 @@ from urllib.parse import urlencode
 import httpx
 import numpy as np
 
-from _events import postgres_schema, write_results
+from _events import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "urbansec" / "samples" / "chicago" / "crimes_2017_districts_01_18.csv.gz"
@@ -94,7 +94,7 @@ def _database(kind: str, postgres: str | None, workdir: Path) -> Iterator[str]:
     """A migrated database URL with the sample imported: a new SQLite file, or a new schema
     in the PostgreSQL database (dropped afterwards)."""
     from urbansec.services.imports import import_incidents
-    from urbansec.store.engine import make_engine
+    from urbansec.store.engine import make_engine, scratch_schema
     from urbansec.store.migrate import upgrade
 
     with ExitStack() as stack:
@@ -102,7 +102,7 @@ def _database(kind: str, postgres: str | None, workdir: Path) -> Iterator[str]:
             url = f"sqlite:///{workdir / 'load.db'}"
         else:
             assert postgres
-            url = stack.enter_context(postgres_schema(postgres, "load"))
+            url = stack.enter_context(scratch_schema(postgres, "load"))
         engine = make_engine(url)
         try:
             upgrade(engine)
